@@ -1,0 +1,139 @@
+/* intentra/driver.h: the IO side of libintentra.
+ *
+ * itr_loop    a small epoll event loop with fd watches and caller-owned timers; also used by
+ *             the gateway's sink threads and connectors (hooks are idempotent).
+ * itr_udp_*   UDP sockets: addresses, options (buffers, SO_REUSEPORT, SO_RXQ_OVFL) and the
+ *             SO_REUSEPORT steering program that sends a session to the worker owning it.
+ * itr_driver  binds an itr_endpoint to a loop and sockets: recvmmsg batches in, sendmmsg
+ *             batches out, the endpoint's expiry as a loop timer. No per-packet allocation.
+ *
+ * Threading: a loop and everything registered on it belong to the thread running it;
+ * itr_loop_wake and itr_loop_stop may be called from any thread.
+ */
+#ifndef INTENTRA_DRIVER_H
+#define INTENTRA_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <intentra/endpoint.h>
+#include <intentra/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- time ---- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+ITR_API uint64_t itr_now_ns(void);
+/* CLOCK_REALTIME in nanoseconds (for timestamps shown to users). */
+ITR_API uint64_t itr_wall_ns(void);
+
+/* ---- event loop ---- */
+
+typedef struct itr_loop itr_loop;
+
+#define ITR_EV_READ  0x1u
+#define ITR_EV_WRITE 0x2u
+#define ITR_EV_ERROR 0x4u /* reported, never requested */
+
+typedef void (*itr_fd_cb)(void *arg, int fd, uint32_t events);
+
+/* A timer lives in caller-owned memory; the loop keeps it in a heap while armed. */
+typedef struct itr_timer {
+    uint64_t deadline;
+    void (*cb)(void *arg, uint64_t now);
+    void *arg;
+    size_t heap_index; /* private: (size_t)-1 when not armed */
+} itr_timer;
+
+/* Errors: ITR_ERR_NOMEM, ITR_ERR_IO. */
+ITR_API int itr_loop_new(itr_loop **out);
+ITR_API void itr_loop_free(itr_loop *loop);
+/* Watch fd for events (ITR_EV_READ|ITR_EV_WRITE); watching again changes the event set
+ * (idempotent). events == 0 keeps the registration but disables it. Errors: ITR_ERR_IO,
+ * ITR_ERR_NOMEM. */
+ITR_API int itr_loop_watch(itr_loop *loop, int fd, uint32_t events, itr_fd_cb cb, void *arg);
+/* Stop watching fd; a no-op if it is not watched. Call before closing fd. */
+ITR_API void itr_loop_unwatch(itr_loop *loop, int fd);
+ITR_API void itr_timer_init(itr_timer *t, void (*cb)(void *arg, uint64_t now), void *arg);
+/* Arm or re-arm (idempotent). deadline in itr_now_ns() time. */
+ITR_API void itr_loop_timer_set(itr_loop *loop, itr_timer *t, uint64_t deadline);
+ITR_API void itr_loop_timer_cancel(itr_loop *loop, itr_timer *t);
+ITR_API int itr_timer_armed(const itr_timer *t);
+/* Wait up to max_wait_ms (-1: until the next timer or event) and dispatch. Returns the number
+ * of callbacks run, or ITR_ERR_IO. */
+ITR_API int itr_loop_run_once(itr_loop *loop, int max_wait_ms);
+/* Run until itr_loop_stop. Returns ITR_OK or ITR_ERR_IO. */
+ITR_API int itr_loop_run(itr_loop *loop);
+/* Thread-safe. */
+ITR_API void itr_loop_stop(itr_loop *loop);
+/* Thread-safe: make a blocked itr_loop_run_once return and run `wake` callbacks. */
+ITR_API void itr_loop_wake(itr_loop *loop);
+/* Called on the loop thread after every wake-up (e.g. to drain a mailbox). */
+ITR_API void itr_loop_on_wake(itr_loop *loop, void (*cb)(void *arg), void *arg);
+
+/* ---- addresses and sockets ---- */
+
+/* Parse "127.0.0.1:7400", "[::1]:7400", "0.0.0.0:7400", "localhost:7400" (numeric hosts
+ * only, plus "localhost"). On error writes a message to err. Errors: ITR_ERR_INVALID. */
+ITR_API int itr_addr_parse(itr_addr *out, const char *hostport, char *err, size_t errlen);
+/* "1.2.3.4:5" or "[::1]:5". Returns the length written (truncates safely). */
+ITR_API size_t itr_addr_format(const itr_addr *a, char *buf, size_t len);
+ITR_API int itr_addr_equal(const itr_addr *a, const itr_addr *b); /* ignores .local */
+ITR_API socklen_t itr_addr_len(const itr_addr *a);
+
+typedef struct itr_udp_options {
+    int rcvbuf_bytes; /* SO_RCVBUF (0: system default); tries SO_RCVBUFFORCE as root */
+    int sndbuf_bytes; /* SO_SNDBUF */
+    int reuseport;    /* SO_REUSEPORT, for N workers on one address */
+    int v6only;       /* IPV6_V6ONLY for "[::]" binds */
+} itr_udp_options;
+
+/* A non-blocking UDP socket bound to addr with SO_RXQ_OVFL on. Errors: ITR_ERR_IO. */
+ITR_API int itr_udp_open(const itr_addr *bind, const itr_udp_options *o, int *fd_out);
+/* The address actually bound (port 0 resolved). */
+ITR_API int itr_udp_local_addr(int fd, itr_addr *out);
+/* The effective SO_RCVBUF/SO_SNDBUF as the kernel reports them (Linux reports twice the size
+ * granted: half is its bookkeeping allowance), to show operators what they actually got.
+ * Either pointer may be NULL. Errors: ITR_ERR_IO. */
+ITR_API int itr_udp_buffer_sizes(int fd, int *rcvbuf_bytes, int *sndbuf_bytes);
+/* Attach the steering program to a SO_REUSEPORT group of `workers` sockets (call on any one
+ * socket of the group once all are bound, in worker order): packets whose conn_id is nonzero
+ * go to socket conn_id % workers, handshake initiations spread by the kernel's hash.
+ * Errors: ITR_ERR_INVALID (workers == 0), ITR_ERR_IO. */
+ITR_API int itr_udp_attach_steering(int fd, uint32_t workers);
+
+/* ---- driver ---- */
+
+typedef struct itr_driver itr_driver;
+
+typedef struct itr_driver_stats {
+    uint64_t kernel_drops; /* SO_RXQ_OVFL: datagrams the kernel dropped, socket buffer full */
+    uint64_t recv_batches, recv_packets, send_batches, send_packets;
+    uint64_t send_errors;  /* sendmmsg failures other than EAGAIN */
+    uint64_t send_blocked; /* times the socket buffer was full (EAGAIN) */
+} itr_driver_stats;
+
+/* batch: datagrams per recvmmsg/sendmmsg call (64). Errors: ITR_ERR_NOMEM, ITR_ERR_INVALID. */
+ITR_API int itr_driver_new(itr_driver **out, itr_loop *loop, itr_endpoint *ep, size_t batch);
+/* Unwatch its sockets and cancel its timer; does not close the sockets or free ep. */
+ITR_API void itr_driver_free(itr_driver *d);
+/* Add a socket; *local_out receives its index (itr_addr.local). Errors: ITR_ERR_LIMIT (16). */
+ITR_API int itr_driver_add_socket(itr_driver *d, int fd, uint32_t *local_out);
+/* Called after each receive batch, before the endpoint is flushed and output sent. */
+ITR_API void itr_driver_set_batch_hook(itr_driver *d, void (*hook)(void *arg, uint64_t now),
+                                       void *arg);
+/* After calling the endpoint from outside the driver's callbacks (send, ack, connect): flush
+ * it, transmit its ring and re-arm its timer. Cheap; call it once per burst of calls. */
+ITR_API void itr_driver_kick(itr_driver *d);
+/* Stop (1) or resume (0) reading the sockets, e.g. while draining on SIGTERM. */
+ITR_API void itr_driver_pause(itr_driver *d, int paused);
+/* Safe from any thread (relaxed atomics). */
+ITR_API void itr_driver_stats_get(const itr_driver *d, itr_driver_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,398 @@
+/* itr_driver.c: binds an itr_endpoint to a loop and UDP sockets. recvmmsg batches in,
+ * sendmmsg batches out, the endpoint's expiry as one loop timer.
+ *
+ * Receive: a readable socket is read in batches of `batch` datagrams until EAGAIN, or for at
+ * most DRV_FAIR_BATCHES batches, then the driver yields to the loop (epoll is level-triggered,
+ * so the socket is reported again and other fds get their turn). After each batch: the batch
+ * hook, itr_endpoint_flush, transmit.
+ *
+ * Transmit: the endpoint's ring is FIFO and only its oldest datagrams can be consumed, so the
+ * driver sends the ring's head in runs of datagrams for the same socket, one sendmmsg per run.
+ * EAGAIN leaves the rest queued and watches the socket for EPOLLOUT: transmission resumes when
+ * the kernel has room, without spinning. A datagram the kernel refuses outright (EMSGSIZE, an
+ * address of the wrong family, ...) can never be sent: it is consumed and counted in
+ * send_errors, so one bad datagram cannot wedge the ring. With several sockets a blocked one
+ * holds back the datagrams queued behind it for the others (head of line): the ring has one
+ * order.
+ *
+ * Timer: itr_endpoint_expiry() is re-read after every interaction with the endpoint and the
+ * loop timer re-armed (the loop makes re-arming idempotent and cheap).
+ *
+ * Memory: all buffers (batch x (ITR_MAX_PACKET + 1) bytes, message headers, addresses,
+ * control buffers) are allocated by itr_driver_new; nothing is allocated afterwards.
+ */
+#define _GNU_SOURCE /* recvmmsg, sendmmsg, SO_RXQ_OVFL */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <intentra/driver.h>
+
+#include "itr_io.h"
+
+#define DRV_MAX_SOCKETS  16
+#define DRV_FAIR_BATCHES 8    /* receive batches per readiness event before yielding */
+#define DRV_MAX_BATCH    1024 /* UIO_MAXIOV: the kernel's limit on one sendmmsg/recvmmsg */
+#define DRV_CTRL_LEN     64   /* room for the SO_RXQ_OVFL control message (24 bytes) */
+#define DRV_RETRY_NS     1000000ull
+/* One byte more than the largest valid datagram: a longer one arrives truncated to this
+ * length, which the endpoint then counts as too_long instead of seeing a valid-looking
+ * prefix. */
+#define DRV_RX_BUF_LEN (ITR_MAX_PACKET + 1)
+
+typedef struct drv_socket {
+    struct itr_driver *d;
+    int fd;
+    uint32_t index;
+    uint32_t ovfl_seen; /* last SO_RXQ_OVFL value: the kernel's counter is cumulative */
+    uint32_t watched;   /* events currently requested from the loop */
+    int blocked;        /* EAGAIN on send: waiting for EPOLLOUT */
+} drv_socket;
+
+/* Single writer (the loop thread), read from any thread: relaxed loads and stores suffice. */
+typedef struct drv_stats {
+    _Atomic uint64_t kernel_drops, recv_batches, recv_packets, send_batches, send_packets;
+    _Atomic uint64_t send_errors, send_blocked;
+} drv_stats;
+
+struct itr_driver {
+    itr_loop *loop;
+    itr_endpoint *ep;
+    size_t batch;
+    drv_socket socks[DRV_MAX_SOCKETS];
+    uint32_t nsocks;
+    int paused;
+    int watch_failed; /* could not watch for EPOLLOUT: retry transmitting from the timer */
+    itr_timer expiry;
+    void (*hook)(void *arg, uint64_t now);
+    void *hook_arg;
+    void (*error_hook)(void *arg, uint32_t local, int err);
+    void *error_arg;
+    /* Receive batch. */
+    uint8_t *rx_buf;
+    itr_addr *rx_addr;
+    uint8_t *rx_ctrl;
+    struct iovec *rx_iov;
+    struct mmsghdr *rx_msgs;
+    /* Transmit batch. */
+    itr_datagram *tx_dg;
+    struct iovec *tx_iov;
+    struct mmsghdr *tx_msgs;
+    drv_stats st;
+};
+
+static void stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static void report_error(itr_driver *d, uint32_t local, int err)
+{
+    if (d->error_hook)
+        d->error_hook(d->error_arg, local, err);
+}
+
+static void sock_on_event(void *arg, int fd, uint32_t events);
+
+static void sock_update_watch(drv_socket *s)
+{
+    itr_driver *d = s->d;
+    uint32_t want = (d->paused ? 0 : ITR_EV_READ) | (s->blocked ? ITR_EV_WRITE : 0);
+    if (want == s->watched)
+        return;
+    if (itr_loop_watch(d->loop, s->fd, want, sock_on_event, s) != ITR_OK) {
+        /* Practically only ENOMEM in epoll_ctl. Keep the old set and let the timer retry. */
+        if (s->blocked)
+            d->watch_failed = 1;
+        return;
+    }
+    s->watched = want;
+}
+
+static void rearm(itr_driver *d)
+{
+    uint64_t t = itr_endpoint_expiry(d->ep);
+    if (d->watch_failed) {
+        uint64_t soon = itr_now_ns() + DRV_RETRY_NS;
+        if (soon < t)
+            t = soon;
+    }
+    if (t == UINT64_MAX)
+        itr_loop_timer_cancel(d->loop, &d->expiry);
+    else
+        itr_loop_timer_set(d->loop, &d->expiry, t);
+}
+
+/* Send the ring's head until it is empty or a socket would block. Every pass consumes at
+ * least one datagram or returns, so this ends. */
+static void transmit(itr_driver *d)
+{
+    for (;;) {
+        size_t n = itr_endpoint_tx_peek(d->ep, d->tx_dg, d->batch);
+        if (n == 0)
+            return;
+        uint32_t local = d->tx_dg[0].addr.local;
+        if (local >= d->nsocks) {
+            /* No such socket: the datagram cannot leave. */
+            itr_endpoint_tx_consume(d->ep, 1);
+            stat_add(&d->st.send_errors, 1);
+            report_error(d, local, EBADF);
+            continue;
+        }
+        drv_socket *s = &d->socks[local];
+        if (s->blocked)
+            return;
+        size_t run = 1;
+        while (run < n && d->tx_dg[run].addr.local == local)
+            run++;
+        for (size_t i = 0; i < run; i++) {
+            itr_datagram *dg = &d->tx_dg[i];
+            /* sendmmsg takes non-const iovecs but does not write through them. */
+            d->tx_iov[i].iov_base = (void *)(uintptr_t)dg->data;
+            d->tx_iov[i].iov_len = dg->len;
+            struct msghdr *h = &d->tx_msgs[i].msg_hdr;
+            h->msg_name = &dg->addr.u.sa;
+            h->msg_namelen = itr_addr_len(&dg->addr);
+            h->msg_iov = &d->tx_iov[i];
+            h->msg_iovlen = 1;
+            h->msg_control = NULL;
+            h->msg_controllen = 0;
+            h->msg_flags = 0;
+        }
+        int m = sendmmsg(s->fd, d->tx_msgs, (unsigned)run, MSG_DONTWAIT);
+        if (m > 0) {
+            itr_endpoint_tx_consume(d->ep, (size_t)m);
+            stat_add(&d->st.send_batches, 1);
+            stat_add(&d->st.send_packets, (uint64_t)m);
+            continue;
+        }
+        int err = m < 0 ? errno : EIO;
+        if (err == EINTR)
+            continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            s->blocked = 1;
+            stat_add(&d->st.send_blocked, 1);
+            sock_update_watch(s);
+            return;
+        }
+        /* A hard error concerns the first datagram of the run (the kernel stops at it). */
+        itr_endpoint_tx_consume(d->ep, 1);
+        stat_add(&d->st.send_errors, 1);
+        report_error(d, local, err);
+    }
+}
+
+static void count_overflow(drv_socket *s, struct msghdr *h)
+{
+    if (h->msg_controllen == 0)
+        return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL)
+            continue;
+        uint32_t total;
+        memcpy(&total, CMSG_DATA(c), sizeof(total));
+        /* Cumulative since the socket was created (and wrapping): count the increase. */
+        uint32_t delta = total - s->ovfl_seen;
+        if (delta != 0 && delta < 0x80000000u) {
+            stat_add(&s->d->st.kernel_drops, delta);
+            s->ovfl_seen = total;
+        }
+    }
+}
+
+static void receive(drv_socket *s)
+{
+    itr_driver *d = s->d;
+    for (int b = 0; b < DRV_FAIR_BATCHES && !d->paused; b++) {
+        for (size_t i = 0; i < d->batch; i++) {
+            struct msghdr *h = &d->rx_msgs[i].msg_hdr;
+            h->msg_namelen = (socklen_t)sizeof(d->rx_addr[i].u);
+            h->msg_controllen = DRV_CTRL_LEN;
+            h->msg_flags = 0;
+        }
+        int n = recvmmsg(s->fd, d->rx_msgs, (unsigned)d->batch, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                b--;
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                report_error(d, s->index, errno);
+            break;
+        }
+        if (n == 0)
+            break;
+        uint64_t now = itr_now_ns();
+        stat_add(&d->st.recv_batches, 1);
+        stat_add(&d->st.recv_packets, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            struct msghdr *h = &d->rx_msgs[i].msg_hdr;
+            count_overflow(s, h);
+            d->rx_addr[i].local = s->index;
+            (void)itr_endpoint_recv(d->ep, &d->rx_addr[i], d->rx_buf + (size_t)i * DRV_RX_BUF_LEN,
+                                    d->rx_msgs[i].msg_len, now);
+        }
+        if (d->hook)
+            d->hook(d->hook_arg, now);
+        itr_endpoint_flush(d->ep, now);
+        transmit(d);
+        /* A short batch means the queue was empty a moment ago: save the EAGAIN call. */
+        if ((size_t)n < d->batch)
+            break;
+    }
+}
+
+static void sock_on_event(void *arg, int fd, uint32_t events)
+{
+    drv_socket *s = arg;
+    itr_driver *d = s->d;
+    if (events & ITR_EV_ERROR) {
+        /* Reading SO_ERROR clears the pending error, which would otherwise keep the socket
+         * reporting EPOLLERR. */
+        int err = 0;
+        socklen_t len = (socklen_t)sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+            report_error(d, s->index, err);
+    }
+    if ((events & ITR_EV_WRITE) && s->blocked) {
+        s->blocked = 0;
+        sock_update_watch(s);
+        transmit(d);
+    }
+    if ((events & ITR_EV_READ) && !d->paused)
+        receive(s);
+    rearm(d);
+}
+
+static void on_expiry(void *arg, uint64_t now)
+{
+    itr_driver *d = arg;
+    if (d->watch_failed) {
+        d->watch_failed = 0;
+        for (uint32_t i = 0; i < d->nsocks; i++)
+            d->socks[i].blocked = 0;
+    }
+    itr_endpoint_on_expiry(d->ep, now);
+    itr_endpoint_flush(d->ep, now);
+    transmit(d);
+    rearm(d);
+}
+
+int itr_driver_new(itr_driver **out, itr_loop *loop, itr_endpoint *ep, size_t batch)
+{
+    if (!out || !loop || !ep || batch == 0 || batch > DRV_MAX_BATCH)
+        return ITR_ERR_INVALID;
+    itr_driver *d = calloc(1, sizeof(*d));
+    if (!d)
+        return ITR_ERR_NOMEM;
+    d->loop = loop;
+    d->ep = ep;
+    d->batch = batch;
+    d->rx_buf = malloc(batch * DRV_RX_BUF_LEN);
+    d->rx_addr = calloc(batch, sizeof(*d->rx_addr));
+    d->rx_ctrl = calloc(batch, DRV_CTRL_LEN);
+    d->rx_iov = calloc(batch, sizeof(*d->rx_iov));
+    d->rx_msgs = calloc(batch, sizeof(*d->rx_msgs));
+    d->tx_dg = calloc(batch, sizeof(*d->tx_dg));
+    d->tx_iov = calloc(batch, sizeof(*d->tx_iov));
+    d->tx_msgs = calloc(batch, sizeof(*d->tx_msgs));
+    if (!d->rx_buf || !d->rx_addr || !d->rx_ctrl || !d->rx_iov || !d->rx_msgs || !d->tx_dg ||
+        !d->tx_iov || !d->tx_msgs) {
+        itr_driver_free(d);
+        return ITR_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < batch; i++) {
+        d->rx_iov[i].iov_base = d->rx_buf + i * DRV_RX_BUF_LEN;
+        d->rx_iov[i].iov_len = DRV_RX_BUF_LEN;
+        struct msghdr *h = &d->rx_msgs[i].msg_hdr;
+        h->msg_name = &d->rx_addr[i].u;
+        h->msg_iov = &d->rx_iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = d->rx_ctrl + i * DRV_CTRL_LEN;
+    }
+    itr_timer_init(&d->expiry, on_expiry, d);
+    *out = d;
+    return ITR_OK;
+}
+
+void itr_driver_free(itr_driver *d)
+{
+    if (!d)
+        return;
+    for (uint32_t i = 0; i < d->nsocks; i++)
+        itr_loop_unwatch(d->loop, d->socks[i].fd);
+    itr_loop_timer_cancel(d->loop, &d->expiry);
+    free(d->rx_buf);
+    free(d->rx_addr);
+    free(d->rx_ctrl);
+    free(d->rx_iov);
+    free(d->rx_msgs);
+    free(d->tx_dg);
+    free(d->tx_iov);
+    free(d->tx_msgs);
+    free(d);
+}
+
+int itr_driver_add_socket(itr_driver *d, int fd, uint32_t *local_out)
+{
+    if (fd < 0)
+        return ITR_ERR_INVALID;
+    if (d->nsocks == DRV_MAX_SOCKETS)
+        return ITR_ERR_LIMIT;
+    drv_socket *s = &d->socks[d->nsocks];
+    memset(s, 0, sizeof(*s));
+    s->d = d;
+    s->fd = fd;
+    s->index = d->nsocks;
+    uint32_t want = d->paused ? 0 : ITR_EV_READ;
+    int rc = itr_loop_watch(d->loop, fd, want, sock_on_event, s);
+    if (rc != ITR_OK)
+        return rc;
+    s->watched = want;
+    if (local_out)
+        *local_out = s->index;
+    d->nsocks++;
+    return ITR_OK;
+}
+
+void itr_driver_set_batch_hook(itr_driver *d, void (*hook)(void *arg, uint64_t now), void *arg)
+{
+    d->hook = hook;
+    d->hook_arg = arg;
+}
+
+void itr_driver_set_error_hook(itr_driver *d, void (*hook)(void *arg, uint32_t local, int err),
+                               void *arg)
+{
+    d->error_hook = hook;
+    d->error_arg = arg;
+}
+
+void itr_driver_kick(itr_driver *d)
+{
+    itr_endpoint_flush(d->ep, itr_now_ns());
+    transmit(d);
+    rearm(d);
+}
+
+void itr_driver_pause(itr_driver *d, int paused)
+{
+    d->paused = paused ? 1 : 0;
+    for (uint32_t i = 0; i < d->nsocks; i++)
+        sock_update_watch(&d->socks[i]);
+}
+
+void itr_driver_stats_get(const itr_driver *d, itr_driver_stats *out)
+{
+    out->kernel_drops = atomic_load_explicit(&d->st.kernel_drops, memory_order_relaxed);
+    out->recv_batches = atomic_load_explicit(&d->st.recv_batches, memory_order_relaxed);
+    out->recv_packets = atomic_load_explicit(&d->st.recv_packets, memory_order_relaxed);
+    out->send_batches = atomic_load_explicit(&d->st.send_batches, memory_order_relaxed);
+    out->send_packets = atomic_load_explicit(&d->st.send_packets, memory_order_relaxed);
+    out->send_errors = atomic_load_explicit(&d->st.send_errors, memory_order_relaxed);
+    out->send_blocked = atomic_load_explicit(&d->st.send_blocked, memory_order_relaxed);
+}
