@@ -1,0 +1,30 @@
+/* registry.c: the connector types a sink's "type" may name. */
+#include <string.h>
+
+#include "connector.h"
+
+extern const gw_connector gw_file_connector;
+extern const gw_connector gw_null_connector;
+extern const gw_connector gw_kafka_connector; /* connectors/kafka/kafka_sink.c */
+
+static const gw_connector *const connectors[] = {
+    &gw_file_connector,
+    &gw_null_connector,
+    &gw_kafka_connector,
+};
+
+const gw_connector *gw_connector_find(const char *type)
+{
+    if (!type)
+        return NULL;
+    for (size_t i = 0; i < sizeof(connectors) / sizeof(connectors[0]); i++) {
+        if (!strcmp(connectors[i]->type, type))
+            return connectors[i];
+    }
+    return NULL;
+}
+
+const char *gw_connector_types(void)
+{
+    return "file, null, kafka";
+}
