@@ -1,0 +1,11 @@
+# Fleet tools: intentra-send, intentra-bench (intentra-keygen is in keygen.cmake).
+add_library(fleet_common STATIC ${CMAKE_CURRENT_LIST_DIR}/fleet.c)
+target_link_libraries(fleet_common PUBLIC intentra)
+target_include_directories(fleet_common PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+intentra_target_defaults(fleet_common)
+foreach(tool intentra-send intentra-bench)
+  add_executable(${tool} ${CMAKE_CURRENT_LIST_DIR}/${tool}.c)
+  target_link_libraries(${tool} PRIVATE fleet_common intentra m)
+  intentra_target_defaults(${tool})
+  install(TARGETS ${tool} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endforeach()
