@@ -1,0 +1,19 @@
+# Gateway configuration model and routing structures: logging (log.c), config loading and
+# validation (config.c), the shard table (shards.c) and the router (router.c).
+foreach(t log config shards router)
+  intentra_unit_test(test_${t}
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_${t}.c
+    LIBS gw_core
+    TIMEOUT 60)
+endforeach()
+# test_config loads every conf/*.json and conf/examples/*.json.
+target_compile_definitions(test_config PRIVATE
+  INTENTRA_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+# Every allocation of a config load, shard build and route compile fails in turn: our code's
+# allocations are redirected by the linker to the test's failing allocator.
+intentra_unit_test(test_config_nomem
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_config_nomem.c
+  LIBS gw_core
+  TIMEOUT 120)
+target_link_options(test_config_nomem PRIVATE
+  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc)
