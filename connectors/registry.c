@@ -7,12 +7,11 @@ extern const gw_connector gw_file_connector;
 extern const gw_connector gw_null_connector;
 extern const gw_connector gw_kafka_connector;   /* connectors/kafka/kafka_sink.c */
 extern const gw_connector gw_webhook_connector; /* connectors/http/webhook_sink.c */
+extern const gw_connector gw_redis_connector;   /* connectors/redis/redis_sink.c */
 
 static const gw_connector *const connectors[] = {
-    &gw_file_connector,
-    &gw_null_connector,
-    &gw_kafka_connector,
-    &gw_webhook_connector,
+    &gw_file_connector,    &gw_null_connector,  &gw_kafka_connector,
+    &gw_webhook_connector, &gw_redis_connector,
 };
 
 const gw_connector *gw_connector_find(const char *type)
@@ -28,5 +27,5 @@ const gw_connector *gw_connector_find(const char *type)
 
 const char *gw_connector_types(void)
 {
-    return "file, null, kafka, webhook";
+    return "file, null, kafka, webhook, redis";
 }
