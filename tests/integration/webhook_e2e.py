@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the webhook sink with real processes: intentra-gateway, intentra-bench
+and a real HTTP server (http.server.ThreadingHTTPServer, in this process, on a free loopback
+port) that checks every Standard Webhooks signature and records every request. Usage:
+webhook_e2e.py CASE.
+
+  exactly_once  20 peers x 200 Hz x 5 s Reliable: every acknowledged message was received
+                (2xx) by distinct peer+seq, payload checksums hold, every signature is valid;
+                repeats are allowed only under the same webhook-id (reported)
+  outage_503    the server answers 503 for 3 s mid-stream: nothing acknowledged is missing,
+                the failed batches are retried with the same webhook-id
+  retry_after   a 429 with Retry-After: 1 is honoured (same webhook-id, >= 1 s later)
+  dead_letter   a 400 puts the batch in the dead-letter file with its reason; later
+                batches keep flowing
+  check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
+
+The server is told what to answer through POST /_control (JSON {"status": 503,
+"seconds": 3} or {"status": 429, "count": 1, "retry_after": "1"}).
+"""
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness as H  # noqa: E402
+
+SECRET = "whsec_" + base64.b64encode(b"intentra webhook e2e test secret").decode()
+KEY = base64.b64decode(SECRET[6:])
+
+
+class Recorder:
+    """What the server saw, and what it was told to answer."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []  # dicts: t, id, ts, status, msgs [(peer, seq, bench_key)], conn
+        self.bad_sigs = []
+        self.rules = []  # {"status", "until" (monotonic) or "count", "retry_after"}
+
+    def answer(self):
+        with self.lock:
+            now = time.monotonic()
+            while self.rules:
+                r = self.rules[0]
+                if "until" in r and now >= r["until"]:
+                    self.rules.pop(0)
+                    continue
+                if "count" in r:
+                    r["count"] -= 1
+                    if r["count"] <= 0:
+                        self.rules.pop(0)
+                return r["status"], r.get("retry_after")
+            return 200, None
+
+    def control(self, rule):
+        with self.lock:
+            if "seconds" in rule:
+                rule["until"] = time.monotonic() + float(rule.pop("seconds"))
+            self.rules.append(rule)
+
+    def ok_requests(self):
+        with self.lock:
+            return [r for r in self.requests if 200 <= r["status"] < 300]
+
+
+def make_handler(rec):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def log_message(self, *a):
+            pass
+
+        def reply(self, status, body=b"", headers=()):
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            t = time.monotonic()
+            n = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(n)
+            if self.path == "/_control":
+                rec.control(json.loads(body))
+                return self.reply(204)
+            wid = self.headers.get("webhook-id", "")
+            wts = self.headers.get("webhook-timestamp", "")
+            sig = self.headers.get("webhook-signature", "")
+            want = "v1," + base64.b64encode(hmac.new(KEY, ("%s.%s." % (wid, wts)).encode() + body,
+                                                     hashlib.sha256).digest()).decode()
+            problems = []
+            if not hmac.compare_digest(want, sig):
+                problems.append("bad signature %r for id %r" % (sig, wid))
+            if not wts.isdigit() or abs(int(wts) - time.time()) > 300:
+                problems.append("bad webhook-timestamp %r" % wts)
+            if self.headers.get("Content-Type") != "application/json":
+                problems.append("Content-Type %r" % self.headers.get("Content-Type"))
+            if self.headers.get("X-Test") != "e2e":
+                problems.append("static header X-Test missing")
+            msgs = []
+            try:
+                doc = json.loads(body)
+                for m in (doc if isinstance(doc, list) else [doc]):
+                    p = m["payload"]
+                    if m.get("payload_encoding") == "base64":
+                        p = base64.b64decode(p)
+                    key = H.bench_payload_ok(p)
+                    if key is None:
+                        problems.append("payload fails its checksum: %r" % p[:60])
+                    for k in ("ts", "shard", "peer", "topic", "seq", "intent"):
+                        if k not in m:
+                            problems.append("message without %s" % k)
+                    msgs.append((m.get("peer"), m.get("seq"), key))
+            except (ValueError, KeyError, TypeError) as e:
+                problems.append("body is not the expected JSON (%s): %r" % (e, body[:100]))
+            status, retry_after = rec.answer()
+            with rec.lock:
+                if problems:
+                    rec.bad_sigs.extend(problems)
+                rec.requests.append({"t": t, "id": wid, "ts": wts, "status": status,
+                                     "msgs": msgs, "conn": self.client_address[1]})
+            if status == 429 and retry_after is not None:
+                return self.reply(429, b"slow down", [("Retry-After", retry_after)])
+            self.reply(status, b"{}" if status < 300 else b"test server says %d" % status,
+                       [("Content-Type", "application/json")])
+
+    return Handler
+
+
+class Server:
+    def __init__(self):
+        self.rec = Recorder()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.rec))
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def control(self, **rule):
+        status, _, body = H.http("POST", "http://127.0.0.1:%d/_control" % self.port, body=rule)
+        if status != 204:
+            H.fail("control request: %s %r" % (status, body))
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def webhook_config(h, srv, **extra):
+    sink = {"type": "webhook", "required": True, "url": srv.url, "secret": SECRET,
+            "headers": {"X-Test": "e2e"}, "retry_initial_ms": 50, "retry_max_ms": 1000,
+            "linger_ms": 5, "batch_max_messages": 100}
+    sink.update(extra)
+    return h.gateway_config(
+        sinks={"hooks": sink},
+        routes=[{"name": "all", "match": {"shard": "*", "topic": "*"},
+                 "sinks": [{"sink": "hooks"}]}])
+
+
+def run_bench_async(udp, key, ack_log, *args):
+    argv = [H.binary("intentra-bench"), "--gateway", "127.0.0.1:%d" % udp, "--gateway-key", key,
+            "--json", "--ack-log", ack_log] + [str(a) for a in args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def bench_result(p, timeout=300):
+    out, err = p.communicate(timeout=timeout)
+    lines = out.decode().strip().splitlines()
+    if not lines:
+        H.fail("intentra-bench printed nothing:\n%s" % err.decode(errors="replace")[-3000:])
+    return json.loads(lines[-1])
+
+
+def acked_set(path):
+    acked = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                p, s = line.split()
+                acked.add((int(p), int(s)))
+    return acked
+
+
+def analyse(srv, acked):
+    """Check what arrived with a 2xx against the acknowledged set; returns a summary dict."""
+    rec = srv.rec
+    if rec.bad_sigs:
+        H.fail("%d bad requests, e.g. %s" % (len(rec.bad_sigs), rec.bad_sigs[:3]))
+    ok = rec.ok_requests()
+    seen = {}  # (peer, seq) -> webhook-id of its first 2xx
+    dups = dups_other_id = 0
+    keys = set()
+    for r in ok:
+        for peer, seq, key in r["msgs"]:
+            k = (peer, seq)
+            if k in seen:
+                dups += 1
+                if seen[k] != r["id"]:
+                    dups_other_id += 1
+                continue
+            seen[k] = r["id"]
+            keys.add(key)
+    if dups_other_id:
+        H.fail("%d messages received twice under different webhook-ids" % dups_other_id)
+    missing = acked - keys
+    if missing:
+        H.fail("%d acknowledged messages never received with a 2xx, e.g. %s" %
+               (len(missing), sorted(missing)[:5]))
+    with rec.lock:
+        conns = len({r["conn"] for r in rec.requests})
+        total = len(rec.requests)
+    return {"distinct": len(seen), "dups_same_id": dups, "requests_2xx": len(ok),
+            "requests": total, "connections": conns}
+
+
+def sink_state(h, adm):
+    with open(h.path("admin.token")) as f:
+        token = f.read().strip()
+    status, _, body = H.http("GET", "http://127.0.0.1:%d/v1/sinks" % adm, token=token)
+    if status != 200:
+        H.fail("GET /v1/sinks: %s %r" % (status, body))
+    items = body if isinstance(body, list) else body.get("sinks", [])
+    for s in items:
+        if s.get("name") == "hooks":
+            return s
+    H.fail("no hooks sink in GET /v1/sinks: %r" % body)
+
+
+def case_exactly_once():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-once") as h:
+            cfg, udp, _ = webhook_config(h, srv)
+            g = h.start_gateway(cfg)
+            ack_log = h.path("acked.txt")
+            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 200,
+                                "--duration", 5, "--size", 128, "--topic", "sim.tick",
+                                "--intent", "reliable", "--linger", 20)
+            res = bench_result(b)
+            if res["connected"] != 20:
+                H.fail("only %d of 20 peers connected" % res["connected"])
+            acked = acked_set(ack_log)
+            if len(acked) != res["acknowledged"]:
+                H.fail("ack log has %d entries, bench says %d" % (len(acked), res["acknowledged"]))
+            if res["acknowledged"] != res["offered"] or res["offered"] < 20000:
+                H.fail("offered %d, acknowledged %d, refused %d" %
+                       (res["offered"], res["acknowledged"], res["refused"]))
+            a = analyse(srv, acked)
+            if a["distinct"] != len(acked):
+                H.fail("server holds %d distinct messages, %d were acknowledged" %
+                       (a["distinct"], len(acked)))
+            print("ok: %d Reliable messages from 20 peers received once each (%d repeats under "
+                  "the same webhook-id), %d POSTs (%.1f messages each) over %d connections, all "
+                  "signatures valid; p50/p99 send->ack %.2f/%.2f ms" %
+                  (a["distinct"], a["dups_same_id"], a["requests_2xx"],
+                   a["distinct"] / max(1, a["requests_2xx"]), a["connections"],
+                   res["latency_ms"]["p50"], res["latency_ms"]["p99"]))
+            if g.stop() != 0:
+                H.fail("gateway exit status %s" % g.p.returncode)
+    finally:
+        srv.close()
+
+
+def case_outage_503():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-503") as h:
+            cfg, udp, adm = webhook_config(h, srv)
+            g = h.start_gateway(cfg)
+            ack_log = h.path("acked.txt")
+            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 100,
+                                "--duration", 8, "--topic", "sim.tick", "--intent", "reliable",
+                                "--linger", 30)
+            time.sleep(2)
+            srv.control(status=503, seconds=3)
+            st = H.wait_until(lambda: (lambda s: s["state"] == "degraded" and s)(sink_state(h, adm)),
+                              3, "the sink to report degraded", interval=0.1)
+            if "503" not in (st.get("last_error") or ""):
+                H.fail("degraded without the 503 in last_error: %r" % st.get("last_error"))
+            res = bench_result(b)
+            H.wait_until(lambda: sink_state(h, adm)["state"] == "up", 20, "the sink to be up")
+            acked = acked_set(ack_log)
+            a = analyse(srv, acked)
+            with srv.rec.lock:
+                failed_ids = {r["id"] for r in srv.rec.requests if r["status"] == 503}
+                ok_ids = {r["id"] for r in srv.rec.requests if r["status"] == 200}
+            retried = failed_ids & ok_ids
+            if not failed_ids:
+                H.fail("the server never answered 503")
+            if failed_ids - ok_ids:
+                H.fail("%d batches answered 503 never succeeded under the same webhook-id" %
+                       len(failed_ids - ok_ids))
+            print("ok: 503 for 3 s: %d acknowledged messages all received (%d repeats under the "
+                  "same webhook-id); %d batches failed with 503 and were retried with their "
+                  "webhook-id (%d POSTs in all); refused while throttled %d" %
+                  (len(acked), a["dups_same_id"], len(retried), a["requests"], res["refused"]))
+            if g.stop() != 0:
+                H.fail("gateway exit status %s" % g.p.returncode)
+    finally:
+        srv.close()
+
+
+def case_retry_after():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-429") as h:
+            # retry_max_ms 100: without Retry-After the retry would come within 0.1 s
+            cfg, udp, _ = webhook_config(h, srv, retry_initial_ms=20, retry_max_ms=100)
+            g = h.start_gateway(cfg)
+            srv.control(status=429, count=1, retry_after="1")
+            ack_log = h.path("acked.txt")
+            res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 2, "--rate",
+                                               20, "--duration", 2, "--topic", "t",
+                                               "--intent", "reliable", "--linger", 15))
+            acked = acked_set(ack_log)
+            a = analyse(srv, acked)
+            with srv.rec.lock:
+                reqs = list(srv.rec.requests)
+            first = [r for r in reqs if r["status"] == 429]
+            if len(first) != 1:
+                H.fail("expected one 429, saw %d" % len(first))
+            later = [r for r in reqs if r["id"] == first[0]["id"] and r["t"] > first[0]["t"]]
+            if not later:
+                H.fail("the batch answered 429 was not retried with its webhook-id")
+            gap = later[0]["t"] - first[0]["t"]
+            if gap < 1.0:
+                H.fail("retried %.3f s after a 429 with Retry-After: 1" % gap)
+            if gap > 3.0:
+                H.fail("retried only %.3f s after a 429 with Retry-After: 1" % gap)
+            print("ok: 429 with Retry-After: 1: same webhook-id retried %.3f s later; %d "
+                  "acknowledged messages all received" % (gap, len(acked)))
+            if g.stop() != 0 or res["acknowledged"] != res["offered"]:
+                H.fail("gateway exit %s, offered %d acknowledged %d" %
+                       (g.p.returncode, res["offered"], res["acknowledged"]))
+    finally:
+        srv.close()
+
+
+def case_dead_letter():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-dlq") as h:
+            dlq = h.path("dead", "webhook.jsonl")
+            cfg, udp, _ = webhook_config(h, srv, dead_letter_file=dlq)
+            g = h.start_gateway(cfg)
+            srv.control(status=400, count=1)
+            ack_log = h.path("acked.txt")
+            res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 4, "--rate",
+                                               50, "--duration", 3, "--topic", "t",
+                                               "--intent", "reliable", "--linger", 15))
+            acked = acked_set(ack_log)
+            lines = H.read_jsonl(dlq)
+            if len(lines) != 1:
+                H.fail("dead-letter file holds %d lines, expected 1" % len(lines))
+            d = lines[0]
+            with srv.rec.lock:
+                bad = [r for r in srv.rec.requests if r["status"] == 400]
+            if d.get("reason") != "rejected" or d.get("status") != 400 or \
+                    "HTTP 400" not in d.get("error", "") or d.get("webhook_id") != bad[0]["id"]:
+                H.fail("dead-letter line without the reason/status/id: %r" %
+                       {k: v for k, v in d.items() if k != "messages"})
+            dead = set()
+            for m in d["messages"]:
+                key = H.bench_payload_ok(m["payload"])
+                if key is None:
+                    H.fail("dead-lettered payload fails its checksum")
+                dead.add(key)
+            if len(dead) != len(bad[0]["msgs"]):
+                H.fail("dead letter holds %d messages, the rejected POST had %d" %
+                       (len(dead), len(bad[0]["msgs"])))
+            # Everything else was delivered afterwards.
+            srv.rec.requests = [r for r in srv.rec.requests if r["status"] != 400]
+            a = analyse(srv, acked - dead)
+            if a["requests_2xx"] < 2:
+                H.fail("the sink stopped after the 400 (%d POSTs accepted)" % a["requests_2xx"])
+            print("ok: 400 -> %d messages in the dead-letter file (reason %s, webhook-id kept); "
+                  "%d further acknowledged messages delivered in %d POSTs" %
+                  (len(dead), d["reason"], len(acked - dead), a["requests_2xx"]))
+            if g.stop() != 0 or res["acknowledged"] != res["offered"]:
+                H.fail("gateway exit %s, offered %d acknowledged %d" %
+                       (g.p.returncode, res["offered"], res["acknowledged"]))
+    finally:
+        srv.close()
+
+
+def case_check_config():
+    with H.Harness("webhook-e2e-conf") as h:
+        base = {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret": SECRET}
+        bad = [
+            ({"url": "ftp://example.com/x"}, "sinks.hooks.url: scheme must be http or https"),
+            ({"url": "not a url"}, "sinks.hooks.url:"),
+            ({"lnger_ms": 5}, "sinks.hooks.lnger_ms: unknown key (did you mean \"linger_ms\""),
+            ({"secret": "hunter2"}, "sinks.hooks.secret: not a Standard Webhooks secret"),
+            ({"retry_initial_ms": 500, "retry_max_ms": 100}, "sinks.hooks.retry_max_ms:"),
+            ({"headers": {"webhook-id": "x"}}, "sinks.hooks.headers.webhook-id:"),
+        ]
+        for extra, want in bad:
+            sink = dict(base)
+            sink.update(extra)
+            cfg, _, _ = h.gateway_config(sinks={"hooks": sink}, routes=[
+                {"name": "all", "match": {"topic": "*"}, "sinks": [{"sink": "hooks"}]}])
+            r = subprocess.run([H.binary("intentra-gateway"), "-c", cfg, "--check-config"],
+                               capture_output=True, timeout=30)
+            out = (r.stdout + r.stderr).decode(errors="replace")
+            if r.returncode == 0 or want not in out:
+                H.fail("--check-config with %r: exit %d, expected %r in:\n%s" %
+                       (extra, r.returncode, want, out))
+            if "hunter2" in out:
+                H.fail("the secret was echoed in an error message")
+        ex = os.path.join(H.SOURCE, "conf", "examples", "webhook.json")
+        r = subprocess.run([H.binary("intentra-gateway"), "-c", ex, "--check-config"],
+                           capture_output=True, timeout=30)
+        if r.returncode != 0:
+            H.fail("conf/examples/webhook.json fails --check-config: %s" % (r.stdout + r.stderr))
+        print("ok: %d bad webhook configs rejected naming the key; conf/examples/webhook.json "
+              "valid" % len(bad))
+
+
+CASES = {
+    "exactly_once": case_exactly_once,
+    "outage_503": case_outage_503,
+    "retry_after": case_retry_after,
+    "dead_letter": case_dead_letter,
+    "check_config": case_check_config,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        print("usage: webhook_e2e.py %s" % "|".join(CASES), file=sys.stderr)
+        sys.exit(2)
+    CASES[sys.argv[1]]()
