@@ -9,6 +9,8 @@ back with a raw RESP client. Usage: redis_e2e.py CASE.
   publish       mode "publish": a SUBSCRIBE client receives every acknowledged message
   restart       redis-server is stopped for ~3 s mid-stream and restarted on the same port:
                 every acknowledged message is in the stream (duplicates counted, none missing)
+  dead_letter   WRONGTYPE replies go to the dead-letter file (acknowledged); a CLIENT PAUSE
+                longer than command_timeout_ms makes the sink reconnect and resend
   check_config  every class of config error fails --check-config naming its JSON path
                 (no redis-server needed)
 
@@ -314,6 +316,50 @@ def case_restart():
             H.fail("gateway exit status %s" % g.p.returncode)
 
 
+def case_dead_letter():
+    with H.Harness("redis-e2e-dlq") as h:
+        r = Redis(h)
+        c = r.client()
+        c.cmd("SET", "fleet.default.bad", "a string, not a stream")  # -> WRONGTYPE
+        c.close()
+        dl = h.path("dead.jsonl")
+        cfg, udp, adm = redis_config(h, r.port, mode="stream", dead_letter_file=dl,
+                                     command_timeout_ms=500)
+        g = h.start_gateway(cfg)
+        res = h.bench(udp, g.public_key, "--peers", 2, "--rate", 20, "--duration", 2,
+                      "--topic", "bad", "--intent", "reliable", "--linger", 20)
+        if res["acknowledged"] != res["offered"]:
+            H.fail("offered %d, acknowledged %d" % (res["offered"], res["acknowledged"]))
+        lines = H.read_jsonl(dl)
+        if len(lines) != res["acknowledged"]:
+            H.fail("%d dead letters, %d acknowledged" % (len(lines), res["acknowledged"]))
+        for ln in lines:
+            if (ln.get("reason") != "invalid_destination" or "WRONGTYPE" not in ln.get("error", "")
+                    or ln.get("topic") != "fleet.default.bad"
+                    or H.bench_payload_ok(ln.get("payload", "")) is None):
+                H.fail("unexpected dead letter %r" % ln)
+        # A paused server (CLIENT PAUSE) outlasts command_timeout_ms: the sink reconnects and
+        # sends again; nothing acknowledged is missing.
+        c = r.client()
+        c.cmd("CLIENT", "PAUSE", 2500, "WRITE")
+        c.close()
+        res2 = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 4,
+                       "--topic", "sim.tick", "--intent", "reliable", "--linger", 30)
+        if res2["acknowledged"] != res2["offered"]:
+            H.fail("after a pause: offered %d, acknowledged %d" %
+                   (res2["offered"], res2["acknowledged"]))
+        n, dups, _ = check_entries(read_stream(r, STREAM))
+        if n != res2["acknowledged"]:
+            H.fail("after a pause: %d distinct in the stream, %d acknowledged" %
+                   (n, res2["acknowledged"]))
+        if "no reply within 500 ms" not in g.output():
+            H.fail("no command timeout was reported during CLIENT PAUSE")
+        print("ok: %d WRONGTYPE messages dead-lettered and acknowledged; CLIENT PAUSE past the "
+              "command timeout: %d messages, %d duplicates" % (len(lines), n, dups))
+        if g.stop() != 0:
+            H.fail("gateway exit status %s" % g.p.returncode)
+
+
 def check_config_error(h, sink, want):
     cfg, _, _ = h.gateway_config(
         sinks={"r": dict({"type": "redis"}, **sink)},
@@ -376,6 +422,7 @@ CASES = {
     "publish": case_publish,
     "restart": case_restart,
     "check_config": case_check_config,
+    "dead_letter": case_dead_letter,
 }
 
 if __name__ == "__main__":
