@@ -667,7 +667,7 @@ static void test_from_config(void **state)
 static void test_registry(void **state)
 {
     (void)state;
-    static const char *const types[] = {"file", "null", "kafka"};
+    static const char *const types[] = {"file", "null", "kafka", "webhook", "redis"};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         const gw_connector *c = gw_connector_find(types[i]);
         assert_non_null(c);
@@ -676,7 +676,7 @@ static void test_registry(void **state)
     }
     assert_null(gw_connector_find("kafak"));
     assert_null(gw_connector_find(NULL));
-    assert_string_equal(gw_connector_types(), "file, null, kafka");
+    assert_string_equal(gw_connector_types(), "file, null, kafka, webhook, redis");
 }
 
 int main(void)
