@@ -12,6 +12,9 @@ webhook_e2e.py CASE.
   retry_after   a 429 with Retry-After: 1 is honoured (same webhook-id, >= 1 s later)
   dead_letter   a 400 puts the batch in the dead-letter file with its reason; later
                 batches keep flowing
+  realtime_discard  503 for 6 s with Realtime traffic: each batch is tried 1 +
+                realtime_max_retries times, then discarded (reason sink_down in /metrics);
+                the sink recovers afterwards
   check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
 
 The server is told what to answer through POST /_control (JSON {"status": 503,
@@ -73,6 +76,9 @@ class Recorder:
 def make_handler(rec):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive
+        # One write per response and no Nagle: otherwise delayed ACKs add ~40 ms per POST.
+        wbufsize = 65536
+        disable_nagle_algorithm = True
 
         def log_message(self, *a):
             pass
@@ -393,6 +399,62 @@ def case_dead_letter():
         srv.close()
 
 
+def metric(h, adm, name, **labels):
+    with open(h.path("admin.token")) as f:
+        token = f.read().strip()
+    status, _, body = H.http("GET", "http://127.0.0.1:%d/metrics" % adm, token=token)
+    if status != 200:
+        H.fail("GET /metrics: %s" % status)
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            lab = line[len(name) + 1:line.index("}")]
+            if ",".join(sorted(lab.split(","))) == want:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def case_realtime_discard():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-rt") as h:
+            cfg, udp, adm = webhook_config(h, srv, retry_initial_ms=50, retry_max_ms=200,
+                                           realtime_max_retries=2)
+            g = h.start_gateway(cfg)
+            srv.control(status=503, seconds=6)
+            t_end = time.monotonic() + 6
+            res = bench_result(run_bench_async(udp, g.public_key, h.path("acked.txt"), "--peers",
+                                               5, "--rate", 50, "--duration", 3, "--topic", "rt",
+                                               "--intent", "realtime", "--linger", 2))
+            H.wait_until(lambda: metric(h, adm, "intentra_gateway_sink_discarded_total",
+                                        sink="hooks", reason="sink_down") > 0, 10,
+                         "Realtime discards with reason sink_down")
+            with srv.rec.lock:
+                tries = {}
+                for r in srv.rec.requests:
+                    if r["status"] == 503:
+                        tries[r["id"]] = tries.get(r["id"], 0) + 1
+            if not tries or max(tries.values()) > 3:
+                H.fail("attempts per Realtime batch during the outage: %r (expected <= 3)" %
+                       sorted(set(tries.values())))
+            # After the outage new Realtime messages get through.
+            time.sleep(max(0, t_end + 0.5 - time.monotonic()))  # the outage is over
+            srv.rec.requests = []
+            bench_result(run_bench_async(udp, g.public_key, h.path("acked2.txt"), "--peers", 2,
+                                         "--rate", 20, "--duration", 1, "--topic", "rt",
+                                         "--intent", "realtime", "--linger", 2))
+            H.wait_until(lambda: srv.rec.ok_requests(), 10, "POSTs accepted after the outage")
+            discarded = metric(h, adm, "intentra_gateway_sink_discarded_total", sink="hooks",
+                               reason="sink_down")
+            print("ok: Realtime during a 6 s outage: %d batches tried at most %d times, %d "
+                  "messages discarded (sink_down) of %d offered; delivering again afterwards" %
+                  (len(tries), max(tries.values()), discarded, res["offered"]))
+            if g.stop() != 0:
+                H.fail("gateway exit status %s" % g.p.returncode)
+    finally:
+        srv.close()
+
+
 def case_check_config():
     with H.Harness("webhook-e2e-conf") as h:
         base = {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret": SECRET}
@@ -431,6 +493,7 @@ CASES = {
     "outage_503": case_outage_503,
     "retry_after": case_retry_after,
     "dead_letter": case_dead_letter,
+    "realtime_discard": case_realtime_discard,
     "check_config": case_check_config,
 }
 
