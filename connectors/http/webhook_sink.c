@@ -50,10 +50,11 @@
 #define WH_URL_MAX         2048
 #define WH_HEADERS_MAX     32
 #define WH_HEADER_MAX      1024
-#define WH_ID_LEN          36      /* "msg_" + 32 hex */
-#define WH_RETRY_AFTER_MAX 3600000 /* ms: a Retry-After is honoured up to an hour */
-#define WH_ERRBODY_MAX     200     /* response text kept for the dead-letter line */
-#define WH_NFIXED_HEADERS  5       /* content-type, id, timestamp, signature, expect */
+#define WH_ID_LEN          36           /* "msg_" + 32 hex */
+#define WH_RETRY_AFTER_MAX 3600000      /* ms: a Retry-After is honoured up to an hour */
+#define WH_ERRBODY_MAX     200          /* response text kept for the dead-letter line */
+#define WH_BODY_INITIAL    (256u << 10) /* body buffer per slot at open */
+#define WH_NFIXED_HEADERS  5            /* content-type, id, timestamp, signature, expect */
 
 enum slot_state { SLOT_FREE = 0, SLOT_FILLING, SLOT_IN_FLIGHT, SLOT_BACKOFF };
 
@@ -1023,7 +1024,9 @@ static int slot_init(gw_sink *s, struct slot *sl)
     sl->d = calloc(s->c.batch_max_messages, sizeof(*sl->d));
     size_t nh = WH_NFIXED_HEADERS + s->c.nheaders;
     sl->hdr = calloc(nh, sizeof(*sl->hdr));
-    sl->cap = s->c.batch_max_bytes + 4096;
+    /* Grown on demand (rarely: up to batch_max_bytes, or one larger message), never shrunk. */
+    sl->cap = s->c.batch_max_bytes + 4096 < WH_BODY_INITIAL ? s->c.batch_max_bytes + 4096
+                                                            : WH_BODY_INITIAL;
     sl->body = malloc(sl->cap);
     sl->easy = curl_easy_init();
     if (!sl->d || !sl->hdr || !sl->body || !sl->easy)

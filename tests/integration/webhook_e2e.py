@@ -15,6 +15,8 @@ webhook_e2e.py CASE.
   realtime_discard  503 for 6 s with Realtime traffic: each batch is tried 1 +
                 realtime_max_retries times, then discarded (reason sink_down in /metrics);
                 the sink recovers afterwards
+  routing       the shard attribute webhook_endpoint overrides url; a destination template
+                rendering to an http:// URL is the whole URL
   check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
 
 The server is told what to answer through POST /_control (JSON {"status": 503,
@@ -125,7 +127,8 @@ def make_handler(rec):
                     for k in ("ts", "shard", "peer", "topic", "seq", "intent"):
                         if k not in m:
                             problems.append("message without %s" % k)
-                    msgs.append((m.get("peer"), m.get("seq"), key))
+                    msgs.append((m.get("peer"), m.get("seq"), key, m.get("shard"),
+                                 m.get("topic")))
             except (ValueError, KeyError, TypeError) as e:
                 problems.append("body is not the expected JSON (%s): %r" % (e, body[:100]))
             status, retry_after = rec.answer()
@@ -133,6 +136,7 @@ def make_handler(rec):
                 if problems:
                     rec.bad_sigs.extend(problems)
                 rec.requests.append({"t": t, "id": wid, "ts": wts, "status": status,
+                                     "path": self.path,
                                      "msgs": msgs, "conn": self.client_address[1]})
             if status == 429 and retry_after is not None:
                 return self.reply(429, b"slow down", [("Retry-After", retry_after)])
@@ -207,7 +211,7 @@ def analyse(srv, acked):
     dups = dups_other_id = 0
     keys = set()
     for r in ok:
-        for peer, seq, key in r["msgs"]:
+        for peer, seq, key, _, _ in r["msgs"]:
             k = (peer, seq)
             if k in seen:
                 dups += 1
@@ -265,6 +269,9 @@ def case_exactly_once():
             if a["distinct"] != len(acked):
                 H.fail("server holds %d distinct messages, %d were acknowledged" %
                        (a["distinct"], len(acked)))
+            if a["connections"] > 4:  # max_concurrent_requests: connections are reused
+                H.fail("%d connections for %d POSTs: keep-alive not used" %
+                       (a["connections"], a["requests"]))
             print("ok: %d Reliable messages from 20 peers received once each (%d repeats under "
                   "the same webhook-id), %d POSTs (%.1f messages each) over %d connections, all "
                   "signatures valid; p50/p99 send->ack %.2f/%.2f ms" %
@@ -455,6 +462,56 @@ def case_realtime_discard():
         srv.close()
 
 
+def case_routing():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-routing") as h:
+            seed = "cd" * 32
+            keys = subprocess.run([H.binary("intentra-bench"), "--key-seed", seed, "--peers", "3",
+                                   "--print-keys"], capture_output=True, timeout=30)
+            peers = keys.stdout.decode().split()
+            base = "http://127.0.0.1:%d" % srv.port
+            sink = {"type": "webhook", "required": True, "url": srv.url, "secret": SECRET,
+                    "headers": {"X-Test": "e2e"}, "linger_ms": 5}
+            cfg, udp, _ = h.gateway_config(
+                shards={"default": {},
+                        "b": {"peers": [peers[0]],
+                              "attributes": {"webhook_endpoint": base + "/shard-b"}}},
+                sinks={"hooks": sink},
+                routes=[{"name": "tpl", "match": {"topic": "tpl.*"},
+                         "sinks": [{"sink": "hooks",
+                                    "destination": base + "/tpl/{shard}/{topic}"}]},
+                        {"name": "rest", "match": {"topic": "*"}, "sinks": [{"sink": "hooks"}]}])
+            g = h.start_gateway(cfg)
+            for topic in ("plain", "tpl.x"):
+                res = h.bench(udp, g.public_key, "--key-seed", seed, "--peers", 3, "--rate", 20,
+                              "--duration", 1, "--topic", topic, "--intent", "reliable",
+                              "--linger", 10)
+                if res["acknowledged"] != res["offered"] or not res["offered"]:
+                    H.fail("%s: offered %d acknowledged %d" %
+                           (topic, res["offered"], res["acknowledged"]))
+            if srv.rec.bad_sigs:  # (peer, seq) repeat across the two runs: no analyse()
+                H.fail("bad requests: %s" % srv.rec.bad_sigs[:3])
+            want = {("plain", "b"): "/shard-b", ("plain", "default"): "/hook",
+                    ("tpl.x", "b"): "/tpl/b/tpl.x", ("tpl.x", "default"): "/tpl/default/tpl.x"}
+            seen = {}
+            for r in srv.rec.ok_requests():
+                for _, _, _, shard, topic in r["msgs"]:
+                    if want.get((topic, shard)) != r["path"]:
+                        H.fail("shard %s topic %s POSTed to %s, expected %s" %
+                               (shard, topic, r["path"], want.get((topic, shard))))
+                    seen[(topic, shard)] = seen.get((topic, shard), 0) + 1
+            if set(seen) != set(want):
+                H.fail("not every (topic, shard) seen: %r" % seen)
+            print("ok: webhook_endpoint and URL destination templates route to their URLs: %s" %
+                  ", ".join("%s/%s -> %s (%d)" % (t, sh, want[(t, sh)], n)
+                            for (t, sh), n in sorted(seen.items())))
+            if g.stop() != 0:
+                H.fail("gateway exit status %s" % g.p.returncode)
+    finally:
+        srv.close()
+
+
 def case_check_config():
     with H.Harness("webhook-e2e-conf") as h:
         base = {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret": SECRET}
@@ -494,6 +551,7 @@ CASES = {
     "retry_after": case_retry_after,
     "dead_letter": case_dead_letter,
     "realtime_discard": case_realtime_discard,
+    "routing": case_routing,
     "check_config": case_check_config,
 }
 
