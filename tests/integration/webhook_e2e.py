@@ -17,10 +17,13 @@ webhook_e2e.py CASE.
                 the sink recovers afterwards
   routing       the shard attribute webhook_endpoint overrides url; a destination template
                 rendering to an http:// URL is the whole URL
+  tls           HTTPS with a self-signed certificate: delivered with ca_file; refused
+                (nothing acknowledged, stage tls in last_error) without it; tls_verify false
   check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
 
 The server is told what to answer through POST /_control (JSON {"status": 503,
-"seconds": 3} or {"status": 429, "count": 1, "retry_after": "1"}).
+"seconds": 3} or {"status": 429, "count": 1, "retry_after": "1"}); the HTTPS server of the
+tls case is told in-process.
 """
 import base64
 import hashlib
@@ -28,6 +31,7 @@ import hmac
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -147,16 +151,26 @@ def make_handler(rec):
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (cert_file, key_file) to serve HTTPS."""
         self.rec = Recorder()
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.rec))
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.url = "http://127.0.0.1:%d/hook" % self.port
+        scheme = "http"
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d/hook" % (scheme, self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def control(self, **rule):
+        if self.url.startswith("https:"):
+            return self.rec.control(rule)
         status, _, body = H.http("POST", "http://127.0.0.1:%d/_control" % self.port, body=rule)
         if status != 204:
             H.fail("control request: %s %r" % (status, body))
@@ -512,6 +526,53 @@ def case_routing():
         srv.close()
 
 
+def case_tls():
+    if not shutil.which("openssl"):
+        print("SKIP: the openssl command is not installed")
+        sys.exit(H.SKIP)
+    with H.Harness("webhook-e2e-tls") as h:
+        cert, key = h.path("cert.pem"), h.path("key.pem")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                            "subjectAltName=IP:127.0.0.1"], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            H.fail("openssl req: %s" % r.stderr.decode(errors="replace"))
+        srv = Server(tls=(cert, key))
+        try:
+            results = {}
+            for name, extra in (("ca_file", {"ca_file": cert}), ("untrusted", {}),
+                                ("no_verify", {"tls_verify": False})):
+                srv.rec.requests = []
+                cfg, udp, adm = webhook_config(h, srv, **extra)
+                g = h.start_gateway(cfg, name="gateway-" + name)
+                ack_log = h.path("acked-%s.txt" % name)
+                res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 2,
+                                                   "--rate", 20, "--duration", 1, "--topic", "t",
+                                                   "--intent", "reliable", "--linger", 3,
+                                                   "--timeout", 3))
+                acked = acked_set(ack_log)
+                if name == "untrusted":
+                    st = sink_state(h, adm)
+                    if acked or srv.rec.requests:
+                        H.fail("untrusted certificate: %d acknowledged, %d requests" %
+                               (len(acked), len(srv.rec.requests)))
+                    if "certificate" not in (st.get("last_error") or "").lower():
+                        H.fail("untrusted certificate without a clear error: %r" % st)
+                    results[name] = "refused (%s)" % st["last_error"][-60:]
+                else:
+                    a = analyse(srv, acked)
+                    if not acked or len(acked) != res["offered"]:
+                        H.fail("%s: offered %d, acknowledged %d" % (name, res["offered"],
+                                                                    len(acked)))
+                    results[name] = "%d delivered" % a["distinct"]
+                g.stop()
+            srv.control(status=200, count=1)  # in-process control for the HTTPS server
+            print("ok: HTTPS: %s" % "; ".join("%s: %s" % kv for kv in results.items()))
+        finally:
+            srv.close()
+
+
 def case_check_config():
     with H.Harness("webhook-e2e-conf") as h:
         base = {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret": SECRET}
@@ -552,6 +613,7 @@ CASES = {
     "dead_letter": case_dead_letter,
     "realtime_discard": case_realtime_discard,
     "routing": case_routing,
+    "tls": case_tls,
     "check_config": case_check_config,
 }
 
