@@ -542,32 +542,34 @@ static void ev_update(gw_sink *s)
         s->env->error(s->env, "connect", "watching the Redis socket: %s", strerror(errno));
 }
 
+/* hiredis calls addWrite for every command it buffers: touch epoll only on a change. */
+static void ev_set(gw_sink *s, uint32_t mask, uint32_t bit, int on)
+{
+    uint32_t next = on ? mask | bit : mask & ~bit;
+    if (next == mask && s->watched_fd >= 0)
+        return;
+    s->ev_mask = next;
+    ev_update(s);
+}
+
 static void ev_add_read(void *p)
 {
-    gw_sink *s = p;
-    s->ev_mask |= ITR_EV_READ;
-    ev_update(s);
+    ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_READ, 1);
 }
 
 static void ev_del_read(void *p)
 {
-    gw_sink *s = p;
-    s->ev_mask &= ~ITR_EV_READ;
-    ev_update(s);
+    ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_READ, 0);
 }
 
 static void ev_add_write(void *p)
 {
-    gw_sink *s = p;
-    s->ev_mask |= ITR_EV_WRITE;
-    ev_update(s);
+    ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_WRITE, 1);
 }
 
 static void ev_del_write(void *p)
 {
-    gw_sink *s = p;
-    s->ev_mask &= ~ITR_EV_WRITE;
-    ev_update(s);
+    ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_WRITE, 0);
 }
 
 static void ev_cleanup(void *p)
