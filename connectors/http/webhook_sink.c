@@ -407,6 +407,26 @@ static void set_state(gw_sink *s, gw_sink_state st)
     atomic_store_explicit(&s->state, (int)st, memory_order_relaxed);
 }
 
+/* The URL for logs and dead letters: without user:password@ and without the query, which
+ * may carry credentials. */
+static const char *url_shown(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    size_t at = 0;
+    if (p) {
+        p += 3;
+        size_t host_end = strcspn(p, "/?#");
+        const char *cred = memchr(p, '@', host_end);
+        at = (size_t)(p - url);
+        if (cred) {
+            snprintf(out, cap, "%.*s%.*s", (int)at, url, (int)strcspn(cred + 1, "?#"), cred + 1);
+            return out;
+        }
+    }
+    snprintf(out, cap, "%.*s", (int)(at + strcspn(url + at, "?#")), url);
+    return out;
+}
+
 /* The URL of one delivery: a destination that renders to an http(s) URL, else the shard's
  * webhook_endpoint, else `url`. Returns NULL if the rendered URL does not fit. */
 static const char *target_url(gw_sink *s, const gw_delivery *d, char *buf, size_t cap)
@@ -514,10 +534,9 @@ static int dlq_write(gw_sink *s, struct slot *sl, const char *reason, const char
     gmtime_r(&sec, &tm);
     size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tl, sizeof(ts) - tl, ".%09uZ", (unsigned)(now % 1000000000u));
-    size_t ul = strlen(sl->url);
-    if (ul > 256)
-        ul = 256;
-    esc_url[gw_file_json_escape(esc_url, (const uint8_t *)sl->url, ul)] = 0;
+    char shown[257];
+    url_shown(sl->url, shown, sizeof(shown));
+    esc_url[gw_file_json_escape(esc_url, (const uint8_t *)shown, strlen(shown))] = 0;
     size_t el = strlen(error);
     if (el > WH_ERRBODY_MAX + 128)
         el = WH_ERRBODY_MAX + 128;
@@ -722,7 +741,7 @@ static const char *status_reason(long st)
 /* A finished transfer. */
 static void slot_done(gw_sink *s, struct slot *sl, CURLcode res)
 {
-    char error[WH_ERRBODY_MAX + 128];
+    char error[WH_ERRBODY_MAX + 128], shown[WH_URL_MAX];
     curl_multi_remove_handle(s->multi, sl->easy);
     sl->attempts++;
     if (res != CURLE_OK) {
@@ -734,7 +753,8 @@ static void slot_done(gw_sink *s, struct slot *sl, CURLcode res)
             : res == CURLE_SSL_CONNECT_ERROR || res == CURLE_PEER_FAILED_VERIFICATION ? "tls"
                                                                                       : "delivery";
         s->env->error(s->env, stage, "POST %s (batch %s, %zu messages, attempt %" PRIu32 "): %s",
-                      sl->url, sl->id, sl->n, sl->attempts, curl_easy_strerror(res));
+                      url_shown(sl->url, shown, sizeof(shown)), sl->id, sl->n, sl->attempts,
+                      curl_easy_strerror(res));
         slot_retry(s, sl, -1);
         update_state(s, GW_SINK_DOWN);
         return;
@@ -750,7 +770,8 @@ static void slot_done(gw_sink *s, struct slot *sl, CURLcode res)
     snprintf(error, sizeof(error), "HTTP %ld%s%.*s", st, sl->errbody_len ? ": " : "",
              (int)sl->errbody_len, sl->errbody);
     if (st == 429) {
-        s->env->error(s->env, "http_429", "POST %s (batch %s): %s%s", sl->url, sl->id, error,
+        s->env->error(s->env, "http_429", "POST %s (batch %s): %s%s",
+                      url_shown(sl->url, shown, sizeof(shown)), sl->id, error,
                       sl->retry_after_ms >= 0 ? ": waiting for Retry-After" : "");
         slot_retry(s, sl, sl->retry_after_ms);
         update_state(s, GW_SINK_DEGRADED);
@@ -758,15 +779,16 @@ static void slot_done(gw_sink *s, struct slot *sl, CURLcode res)
     }
     if (st >= 500 || st == 408 || st < 200) {
         s->env->error(s->env, st >= 500 ? "http_5xx" : "delivery",
-                      "POST %s (batch %s, attempt %" PRIu32 "): %s: retrying", sl->url, sl->id,
-                      sl->attempts, error);
-        slot_retry(s, sl, -1);
+                      "POST %s (batch %s, attempt %" PRIu32 "): %s: retrying",
+                      url_shown(sl->url, shown, sizeof(shown)), sl->id, sl->attempts, error);
+        slot_retry(s, sl, sl->retry_after_ms); /* a 503 may say when, too */
         update_state(s, GW_SINK_DEGRADED);
         return;
     }
     const char *reason = status_reason(st);
-    s->env->error(s->env, "http_4xx", "POST %s (batch %s, %zu messages): %s: %s", sl->url, sl->id,
-                  sl->n, error, s->dlq_fd >= 0 ? "dead-lettered" : "not retried");
+    s->env->error(s->env, "http_4xx", "POST %s (batch %s, %zu messages): %s: %s",
+                  url_shown(sl->url, shown, sizeof(shown)), sl->id, sl->n, error,
+                  s->dlq_fd >= 0 ? "dead-lettered" : "not retried");
     slot_permanent(s, sl, reason, error);
     update_state(s, GW_SINK_DEGRADED);
 }
@@ -1110,8 +1132,10 @@ static int webhook_open(gw_sink **out, const cJSON *conf, gw_sink_env *env, char
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->c.max_concurrent);
     curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->c.max_concurrent);
     set_state(s, GW_SINK_STARTING);
-    env->log(env, 2, "webhook: POST to %s (%s, batches of <= %" PRIu32 " messages)", s->c.url,
-             s->c.keylen ? "signed" : "unsigned", s->c.batch_max_messages);
+    char shown[WH_URL_MAX];
+    env->log(env, 2, "webhook: POST to %s (%s, batches of <= %" PRIu32 " messages)",
+             url_shown(s->c.url, shown, sizeof(shown)), s->c.keylen ? "signed" : "unsigned",
+             s->c.batch_max_messages);
     *out = s;
     return 0;
 fail:

@@ -378,7 +378,9 @@ def case_dead_letter():
     try:
         with H.Harness("webhook-e2e-dlq") as h:
             dlq = h.path("dead", "webhook.jsonl")
-            cfg, udp, _ = webhook_config(h, srv, dead_letter_file=dlq)
+            # credentials in the URL are never shown (logs, last_error, dead letters)
+            url = srv.url.replace("://", "://user:pw-s3cret@") + "?token=tok-s3cret"
+            cfg, udp, _ = webhook_config(h, srv, dead_letter_file=dlq, url=url)
             g = h.start_gateway(cfg)
             srv.control(status=400, count=1)
             ack_log = h.path("acked.txt")
@@ -416,6 +418,10 @@ def case_dead_letter():
             if g.stop() != 0 or res["acknowledged"] != res["offered"]:
                 H.fail("gateway exit %s, offered %d acknowledged %d" %
                        (g.p.returncode, res["offered"], res["acknowledged"]))
+            with open(dlq) as f:
+                shown = g.output() + f.read()
+            if "s3cret" in shown or d.get("url") != srv.url:
+                H.fail("URL credentials shown: dead letter url %r" % d.get("url"))
     finally:
         srv.close()
 
