@@ -10,6 +10,15 @@
  *   struct hub       the workers' completion lists (lock-free stacks), shared by a set and
  *                    every set reloaded from it, and by their sinks (refs).
  *   staging          per set, per worker, per sink: touched only by that worker.
+ *   done lists       per sink, per worker: completions of one loop iteration, touched only
+ *                    by the sink thread, handed to the hub in one push per worker.
+ *
+ * Completions are batched: a connector completes deliveries one by one (e.g. a Kafka delivery
+ * report event carries thousands), and handing each back on its own cost an atomic exchange
+ * on the worker's list, eight atomic counter updates (two of them on lines the workers write
+ * per message) and possibly a wake-up. The sink thread collects them in per-worker lists and
+ * plain counters and publishes them at the end of the loop iteration (a due-now timer), after
+ * DONE_FLUSH of them, and before it checks whether it is idle.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <assert.h>
@@ -27,8 +36,10 @@
 #include "log.h"
 #include "sinks.h"
 
-#define STAGE_CAP       256 /* staged deliveries per worker per sink before an early commit */
-#define CARRY_CAP       256 /* deliveries taken from a ring per submit call */
+#define STAGE_CAP       256  /* staged deliveries per worker per sink before an early commit */
+#define CARRY_CAP       256  /* deliveries taken from a ring per submit call */
+#define DONE_FLUSH      1024 /* completions collected before they are handed back early */
+#define NOW_REUSE       32   /* completions timed with one clock read */
 #define DRAIN_SLICE_NS  (50ull * 1000 * 1000)
 #define LOG_INTERVAL_NS (10ull * 1000 * 1000 * 1000) /* sink error log lines: 1 per 10 s */
 
@@ -94,16 +105,17 @@ static void hub_unref(struct hub *h)
     free(h);
 }
 
-/* Any thread: hand d back to its worker. Wakes the worker only when its list was empty: a
- * non-empty list already has a wake-up on the way (the worker empties it atomically). */
-static void hub_push(struct hub *h, gw_delivery *d, gw_result r)
+/* Any thread: hand a chain of completed deliveries back to worker `worker`. The chain is
+ * linked through owner, newest (head) to oldest (tail), like the list itself. Wakes the worker
+ * only when its list was empty: a non-empty list already has a wake-up on the way (the worker
+ * empties it atomically). */
+static void hub_push_chain(struct hub *h, unsigned worker, gw_delivery *head, gw_delivery *tail)
 {
-    struct hub_worker *w = &h->w[d->worker];
-    d->result = (uint8_t)r;
+    struct hub_worker *w = &h->w[worker];
     gw_delivery *old = atomic_load_explicit(&w->head, memory_order_relaxed);
     do {
-        d->owner = old;
-    } while (!atomic_compare_exchange_weak_explicit(&w->head, &old, d, memory_order_release,
+        tail->owner = old;
+    } while (!atomic_compare_exchange_weak_explicit(&w->head, &old, head, memory_order_release,
                                                     memory_order_relaxed));
     if (!old) {
         pthread_mutex_lock(&w->wake_lock);
@@ -113,7 +125,17 @@ static void hub_push(struct hub *h, gw_delivery *d, gw_result r)
     }
 }
 
+static void hub_push(struct hub *h, gw_delivery *d, gw_result r)
+{
+    d->result = (uint8_t)r;
+    hub_push_chain(h, d->worker, d, d);
+}
+
 /* ---- sinks ---- */
+
+struct done_list {
+    gw_delivery *head, *tail; /* newest first */
+};
 
 enum { Q_REL = 0, Q_RT = 1 };
 
@@ -158,6 +180,16 @@ struct sink {
     size_t free_n, slot_cap;
     uint64_t rt_in_flight;
     int pumping, pump_again;
+
+    /* completions not yet handed back (sink thread; see the top of this file) */
+    struct done_list done[GW_MAX_WORKERS];
+    uint16_t done_workers[GW_MAX_WORKERS]; /* workers with a non-empty done list */
+    size_t done_nworkers, done_n;
+    itr_timer done_due; /* armed while done_n > 0: fires at the end of this loop iteration */
+    uint64_t d_delivered, d_in_flight, d_in_flight_bytes, d_res_msgs, d_res_bytes;
+    uint64_t d_lat[GW_LATENCY_BUCKETS + 1], d_lat_count, d_lat_sum_ns;
+    uint64_t now_ns; /* one clock read times NOW_REUSE completions */
+    unsigned now_left;
     itr_timer open_retry; /* a failed non-required sink opens again */
     uint64_t backoff_ns;
     uint64_t rng;
@@ -311,14 +343,84 @@ static void env_log(gw_sink_env *env, int level, const char *fmt, ...)
 
 static void observe_latency(struct sink *k, const gw_msg *m)
 {
-    uint64_t now = itr_now_ns();
+    if (!k->now_left) {
+        k->now_ns = itr_now_ns();
+        k->now_left = NOW_REUSE;
+    }
+    k->now_left--;
+    uint64_t now = k->now_ns;
     uint64_t lat = now > m->recv_mono_ns ? now - m->recv_mono_ns : 0;
     size_t b = 0;
     while (b < GW_LATENCY_BUCKETS && lat > latency_bounds_ns[b])
         b++;
-    count(&k->lat[b], 1);
-    count(&k->lat_count, 1);
-    count(&k->lat_sum_ns, lat);
+    k->d_lat[b]++;
+    k->d_lat_count++;
+    k->d_lat_sum_ns += lat;
+}
+
+static void publish(_Atomic uint64_t *c, uint64_t *pending)
+{
+    if (*pending) {
+        count(c, *pending);
+        *pending = 0;
+    }
+}
+
+static void unpublish(_Atomic uint64_t *c, uint64_t *pending)
+{
+    if (*pending) {
+        uncount(c, *pending);
+        *pending = 0;
+    }
+}
+
+/* Hand back every collected completion and publish the counters (sink thread). */
+static void done_flush(struct sink *k)
+{
+    if (itr_timer_armed(&k->done_due))
+        itr_loop_timer_cancel(k->loop, &k->done_due);
+    /* Reservations first: a worker woken below may admit new messages at once. */
+    unpublish(&k->res_msgs, &k->d_res_msgs);
+    unpublish(&k->res_bytes, &k->d_res_bytes);
+    unpublish(&k->in_flight, &k->d_in_flight);
+    unpublish(&k->in_flight_bytes, &k->d_in_flight_bytes);
+    publish(&k->delivered, &k->d_delivered);
+    if (k->d_lat_count) {
+        for (size_t b = 0; b <= GW_LATENCY_BUCKETS; b++)
+            publish(&k->lat[b], &k->d_lat[b]);
+        publish(&k->lat_sum_ns, &k->d_lat_sum_ns);
+        publish(&k->lat_count, &k->d_lat_count);
+    }
+    for (size_t i = 0; i < k->done_nworkers; i++) {
+        struct done_list *l = &k->done[k->done_workers[i]];
+        hub_push_chain(k->hub, k->done_workers[i], l->head, l->tail);
+        l->head = l->tail = NULL;
+    }
+    k->done_nworkers = 0;
+    k->done_n = 0;
+    k->now_left = 0; /* the next batch reads the clock afresh */
+}
+
+static void on_done_due(void *arg, uint64_t now)
+{
+    (void)now;
+    done_flush(arg);
+}
+
+static void done_add(struct sink *k, gw_delivery *d, gw_result r)
+{
+    struct done_list *l = &k->done[d->worker];
+    d->result = (uint8_t)r;
+    d->owner = l->head;
+    if (!l->head) {
+        l->tail = d;
+        k->done_workers[k->done_nworkers++] = d->worker;
+    }
+    l->head = d;
+    if (!k->done_n++)
+        itr_loop_timer_set(k->loop, &k->done_due, 0); /* due now: after this iteration */
+    if (k->done_n >= DONE_FLUSH)
+        done_flush(k);
 }
 
 /* Take d out of the slot table; returns 0 if it was not in flight (a connector bug). */
@@ -329,9 +431,8 @@ static int slot_release(struct sink *k, gw_delivery *d)
         return 0;
     k->slots[slot] = NULL;
     k->free_slots[k->free_n++] = (uint32_t)slot;
-    uint64_t cost = gw_msg_cost(d->msg);
-    uncount(&k->in_flight, 1);
-    uncount(&k->in_flight_bytes, cost);
+    k->d_in_flight++;
+    k->d_in_flight_bytes += gw_msg_cost(d->msg);
     if (!d->reliable)
         k->rt_in_flight--;
     return 1;
@@ -341,7 +442,7 @@ static void finish(struct sink *k, gw_delivery *d, gw_result r, const char *reas
 {
     switch (r) {
     case GW_DURABLE:
-        count(&k->delivered, 1);
+        k->d_delivered++;
         observe_latency(k, d->msg);
         break;
     case GW_DISCARDED:
@@ -352,10 +453,10 @@ static void finish(struct sink *k, gw_delivery *d, gw_result r, const char *reas
         break;
     }
     if (d->reliable) {
-        uncount(&k->res_msgs, 1);
-        uncount(&k->res_bytes, gw_msg_cost(d->msg));
+        k->d_res_msgs++;
+        k->d_res_bytes += gw_msg_cost(d->msg);
     }
-    hub_push(k->hub, d, r);
+    done_add(k, d, r);
 }
 
 static void env_complete(gw_sink_env *env, gw_delivery *d, gw_result r, const char *reason)
@@ -414,16 +515,18 @@ static int pump_queue(struct sink *k, int q)
             n = k->free_n; /* only if a worker staged Reliable without reserving */
         if (!n)
             return progress;
+        uint64_t bytes = 0;
         for (size_t i = 0; i < n; i++) {
             gw_delivery *d = k->carry[q][i];
             uint32_t slot = k->free_slots[--k->free_n];
             k->slots[slot] = d;
             d->owner = (void *)(uintptr_t)slot;
-            count(&k->in_flight, 1);
-            count(&k->in_flight_bytes, gw_msg_cost(d->msg));
+            bytes += gw_msg_cost(d->msg);
             if (q == Q_RT)
                 k->rt_in_flight++;
         }
+        count(&k->in_flight, n);
+        count(&k->in_flight_bytes, bytes);
         /* Copy: the connector may complete some inside submit, and the carry array is
          * rewritten below. */
         gw_delivery *offer[CARRY_CAP];
@@ -433,6 +536,10 @@ static int pump_queue(struct sink *k, int q)
             taken = n;
         for (size_t i = taken; i < n; i++)
             slot_release(k, offer[i]);
+        if (taken < n) {
+            unpublish(&k->in_flight, &k->d_in_flight);
+            unpublish(&k->in_flight_bytes, &k->d_in_flight_bytes);
+        }
         size_t left = k->carry_n[q] - taken;
         memmove(k->carry[q], k->carry[q] + taken, left * sizeof(offer[0]));
         k->carry_n[q] = left;
@@ -537,6 +644,7 @@ static void on_open_retry(void *arg, uint64_t now)
 
 static int sink_idle(struct sink *k)
 {
+    done_flush(k);
     return queues_empty(k) && atomic_load(&k->in_flight) == 0;
 }
 
@@ -580,6 +688,7 @@ static void sink_shutdown(struct sink *k)
         if (d && slot_release(k, d))
             finish(k, d, GW_DISCARDED, "shutdown");
     }
+    done_flush(k);
     for (int q = 0; q < 2; q++) {
         for (size_t i = 0; i < k->carry_n[q]; i++)
             discard_queued(k, k->carry[q][i], GW_REASON_SHUTDOWN);
@@ -753,6 +862,7 @@ static int sink_start(struct sink **out, const gw_sink_spec *sp, struct hub *hub
     if (!k->rng)
         k->rng = 1;
     itr_timer_init(&k->open_retry, on_open_retry, k);
+    itr_timer_init(&k->done_due, on_done_due, k);
     int rc = gw_lograte_new(&k->lograte, 16, LOG_INTERVAL_NS, 0);
     if (rc) {
         snprintf(err, errlen, "sinks.%s: out of memory", sp->name);
