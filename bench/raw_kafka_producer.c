@@ -9,9 +9,10 @@
  * Payloads are intentra-bench payloads (tools/bench_payload.h) of exactly --size bytes with
  * peer index = key index and a per-key sequence, so a consumer counts them exactly like the
  * gateway's output. Keys are 64 hex digits like the gateway's {peer} key, --keys distinct ones
- * round-robin; --headers adds six headers shaped like the sink's (peer, shard, topic, seq,
- * intent, receive time). Latency is produce() -> delivery report. One JSON line with the
- * totals goes to stdout at the end; the exit status is 0 only if every message was delivered.
+ * round-robin; --headers adds the sink's six headers with its names and value formats
+ * (intentra-peer, -shard, -topic, -seq, -intent, -received-ns). Latency is produce() -> delivery
+ * report. One JSON line with the totals goes to stdout at the end; the exit status is 0 only if
+ * every message was delivered.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -110,7 +111,7 @@ static void usage(FILE *f)
             "  --size BYTES           payload size, >= %d (default 128)\n"
             "  --rate PPS             pace at this rate (default 0: as fast as possible)\n"
             "  --keys N               distinct 64-hex-digit keys, round-robin (default 50)\n"
-            "  --headers              add six headers shaped like the gateway sink's\n"
+            "  --headers              add the gateway sink's six headers (same names, formats)\n"
             "  --property KEY=VALUE   any librdkafka property (after the defaults:\n"
             "                         acks=all enable.idempotence=true compression.type=lz4\n"
             "                         linger.ms=5)\n"
@@ -145,22 +146,24 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
  * key is not const because RD_KAFKA_V_KEY casts it to void *.
  * Returns 0, or -1 on a non-retriable error or when asked to stop. */
 static int produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, char *payload, size_t len, char *key,
-                       int headers, uint64_t seq, const char *topic)
+                       int headers, uint64_t seq)
 {
     for (;;) {
         uint64_t t = now_ns();
         rd_kafka_resp_err_t err;
         if (headers) {
+            /* The sink's header names and values (connectors/kafka/kafka_sink.c render()):
+             * the same bytes per record on both sides. */
             char seqs[24], ts[24];
             snprintf(seqs, sizeof(seqs), "%" PRIu64, seq);
-            snprintf(ts, sizeof(ts), "%" PRIu64, (uint64_t)(t / 1000000u));
+            snprintf(ts, sizeof(ts), "%" PRIu64, t);
             rd_kafka_headers_t *h = rd_kafka_headers_new(6);
-            rd_kafka_header_add(h, "peer", -1, key, KEY_LEN);
-            rd_kafka_header_add(h, "shard", -1, "default", -1);
-            rd_kafka_header_add(h, "topic", -1, topic, -1);
-            rd_kafka_header_add(h, "seq", -1, seqs, -1);
-            rd_kafka_header_add(h, "intent", -1, "reliable", -1);
-            rd_kafka_header_add(h, "receive_time_ms", -1, ts, -1);
+            rd_kafka_header_add(h, "intentra-peer", -1, key, KEY_LEN);
+            rd_kafka_header_add(h, "intentra-shard", -1, "default", -1);
+            rd_kafka_header_add(h, "intentra-topic", -1, "bench", -1);
+            rd_kafka_header_add(h, "intentra-seq", -1, seqs, -1);
+            rd_kafka_header_add(h, "intentra-intent", -1, "reliable", -1);
+            rd_kafka_header_add(h, "intentra-received-ns", -1, ts, -1);
             err = rd_kafka_producev(
                 rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_KEY(key, KEY_LEN), RD_KAFKA_V_HEADERS(h),
@@ -318,7 +321,7 @@ int main(int argc, char **argv)
         }
         uint32_t k = (uint32_t)(produced % nkeys);
         bench_payload_make(payload, size, k, seqs[k], now_ns());
-        if (produce_one(rk, rkt, payload, size, keys[k], headers, seqs[k], topic) != 0)
+        if (produce_one(rk, rkt, payload, size, keys[k], headers, seqs[k]) != 0)
             break;
         seqs[k]++;
         produced++;
