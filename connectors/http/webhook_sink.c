@@ -83,6 +83,7 @@ struct slot {
     char url[WH_URL_MAX];
     char id[WH_ID_LEN + 1];
     uint32_t attempts;
+    const char *bad_url;    /* the URL cannot be used (why): dead-lettered without a request */
     int64_t retry_after_ms; /* from the last response, -1 if none */
     long status;
     char errbody[WH_ERRBODY_MAX + 1];
@@ -114,6 +115,7 @@ struct gw_sink {
 };
 
 static void pump(gw_sink *s);
+static void slot_permanent(gw_sink *s, struct slot *sl, const char *reason, const char *error);
 
 /* ---- configuration ---- */
 
@@ -583,6 +585,7 @@ static int dlq_write(gw_sink *s, struct slot *sl, const char *reason, const char
 static void slot_release(gw_sink *s, struct slot *sl)
 {
     sl->state = SLOT_FREE;
+    sl->bad_url = NULL;
     sl->n = 0;
     sl->len = 0;
     sl->attempts = 0;
@@ -618,6 +621,11 @@ static void slot_send(gw_sink *s, struct slot *sl)
     const char *body;
     size_t n;
     char ts[24];
+    if (sl->bad_url) {
+        sl->attempts++;
+        slot_permanent(s, sl, "invalid_destination", sl->bad_url);
+        return;
+    }
     body_finish(s, sl, &body, &n);
     snprintf(ts, sizeof(ts), "%" PRIu64, itr_wall_ns() / 1000000000u);
     snprintf(sl->h_id, sizeof(sl->h_id), "webhook-id: %s", sl->id);
@@ -744,6 +752,16 @@ static void slot_done(gw_sink *s, struct slot *sl, CURLcode res)
     char error[WH_ERRBODY_MAX + 128], shown[WH_URL_MAX];
     curl_multi_remove_handle(s->multi, sl->easy);
     sl->attempts++;
+    if (res == CURLE_URL_MALFORMAT || res == CURLE_UNSUPPORTED_PROTOCOL) {
+        /* e.g. a destination template rendering "https://" with an empty attribute */
+        snprintf(error, sizeof(error), "%s", curl_easy_strerror(res));
+        s->env->error(s->env, "delivery", "POST %s (batch %s, %zu messages): %s: %s",
+                      url_shown(sl->url, shown, sizeof(shown)), sl->id, sl->n, error,
+                      s->dlq_fd >= 0 ? "dead-lettered" : "not retried");
+        slot_permanent(s, sl, "invalid_destination", error);
+        update_state(s, GW_SINK_DEGRADED);
+        return;
+    }
     if (res != CURLE_OK) {
         const char *stage =
             res == CURLE_OPERATION_TIMEDOUT ? "timeout"
@@ -962,16 +980,27 @@ static void pump(gw_sink *s)
         while (s->pend_n) {
             gw_delivery *d = s->pend[s->pend_head];
             const char *url = target_url(s, d, urlbuf, sizeof(urlbuf));
+            struct slot *sl = s->filling;
             if (!url) {
+                /* A batch of its own that goes to the dead-letter file, not to the network. */
+                if (sl)
+                    send_filling(s);
+                if (!(sl = free_slot(s)))
+                    break;
+                if (body_append(sl, d->msg))
+                    break;
+                sl->state = SLOT_FILLING;
+                sl->url[0] = 0;
+                sl->bad_url = "the route's destination renders to a URL longer than 2047 bytes";
+                sl->d[sl->n++] = d;
                 s->pend_head = (s->pend_head + 1) % WH_PEND_CAP;
                 s->pend_n--;
-                s->env->error(s->env, "delivery",
-                              "destination of route %s renders longer than %d bytes",
-                              gw_route_sink_route_name(d->rs), WH_URL_MAX - 1);
-                complete(s, d, d->reliable ? GW_DEAD_LETTER : GW_DISCARDED, "invalid_destination");
+                s->env->error(s->env, "delivery", "route %s: %s", gw_route_sink_route_name(d->rs),
+                              sl->bad_url);
+                new_id(sl);
+                slot_send(s, sl);
                 continue;
             }
-            struct slot *sl = s->filling;
             if (sl && strcmp(sl->url, url)) {
                 send_filling(s); /* one URL per batch */
                 sl = NULL;

@@ -17,6 +17,9 @@ webhook_e2e.py CASE.
                 the sink recovers afterwards
   routing       the shard attribute webhook_endpoint overrides url; a destination template
                 rendering to an http:// URL is the whole URL
+  bad_destination  a URL template rendering too long (> 2047 bytes) or malformed ("http://"
+                with an empty attribute): Reliable messages go to the dead-letter file
+                (invalid_destination) without a request; other routes keep flowing
   tls           HTTPS with a self-signed certificate: delivered with ca_file; refused
                 (nothing acknowledged, stage tls in last_error) without it; tls_verify false
   check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
@@ -532,6 +535,55 @@ def case_routing():
         srv.close()
 
 
+def case_bad_destination():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-baddest") as h:
+            dlq = h.path("dead.jsonl")
+            base = "http://127.0.0.1:%d" % srv.port
+            sink = {"type": "webhook", "required": True, "url": srv.url, "secret": SECRET,
+                    "headers": {"X-Test": "e2e"}, "dead_letter_file": dlq}
+            cfg, udp, _ = h.gateway_config(
+                shards={"default": {"labels": {"long": "x" * 1000}}},
+                sinks={"hooks": sink},
+                routes=[{"name": "long", "match": {"topic": "long"},
+                         "sinks": [{"sink": "hooks", "destination":
+                                    base + "/{label:long}{label:long}{label:long}"}]},
+                        {"name": "empty", "match": {"topic": "empty"},
+                         "sinks": [{"sink": "hooks", "destination": "http://{attr:redis_prefix}"}]},
+                        {"name": "rest", "match": {"topic": "*"}, "sinks": [{"sink": "hooks"}]}])
+            g = h.start_gateway(cfg)
+            counts = {}
+            for topic in ("long", "empty", "fine"):
+                res = h.bench(udp, g.public_key, "--peers", 2, "--rate", 10, "--duration", 1,
+                              "--topic", topic, "--intent", "reliable", "--linger", 10)
+                if res["acknowledged"] != res["offered"] or not res["offered"]:
+                    H.fail("%s: offered %d acknowledged %d" % (topic, res["offered"],
+                                                                res["acknowledged"]))
+                counts[topic] = res["acknowledged"]
+            lines = H.read_jsonl(dlq)
+            by_topic = {}
+            for d in lines:
+                if d.get("reason") != "invalid_destination":
+                    H.fail("dead letter with reason %r" % d.get("reason"))
+                for m in d["messages"]:
+                    by_topic[m["topic"]] = by_topic.get(m["topic"], 0) + 1
+            if by_topic != {"long": counts["long"], "empty": counts["empty"]}:
+                H.fail("dead letters per topic %r, expected long %d, empty %d" %
+                       (by_topic, counts["long"], counts["empty"]))
+            paths = {r["path"] for r in srv.rec.requests}
+            got = sum(len(r["msgs"]) for r in srv.rec.ok_requests())
+            if paths != {"/hook"} or got != counts["fine"]:
+                H.fail("requests to %r with %d messages (expected /hook, %d)" %
+                       (paths, got, counts["fine"]))
+            print("ok: bad URL templates dead-lettered without a request (%s); %d messages of "
+                  "the other route delivered" % (by_topic, got))
+            if g.stop() != 0:
+                H.fail("gateway exit status %s" % g.p.returncode)
+    finally:
+        srv.close()
+
+
 def case_tls():
     if not shutil.which("openssl"):
         print("SKIP: the openssl command is not installed")
@@ -619,6 +671,7 @@ CASES = {
     "dead_letter": case_dead_letter,
     "realtime_discard": case_realtime_discard,
     "routing": case_routing,
+    "bad_destination": case_bad_destination,
     "tls": case_tls,
     "check_config": case_check_config,
 }
