@@ -88,6 +88,8 @@ struct gw_sink {
     itr_timer retry_due;   /* reconnect */
     itr_timer connect_due; /* connect_timeout_ms */
     itr_timer reply_due;   /* command_timeout_ms for the oldest command */
+    itr_timer write_due;   /* commands buffered in hiredis: write them this loop iteration */
+    int want_write;        /* hiredis has output buffered */
 
     char *cmd; /* RESP formatting scratch, grows to the largest command seen */
     size_t cmd_cap;
@@ -511,6 +513,8 @@ static void connection_gone(gw_sink *s)
     s->ev_mask = 0;
     itr_loop_timer_cancel(s->env->loop, &s->connect_due);
     itr_loop_timer_cancel(s->env->loop, &s->reply_due);
+    itr_loop_timer_cancel(s->env->loop, &s->write_due);
+    s->want_write = 0;
     if (s->closing)
         return;
     s->down = 1;
@@ -562,14 +566,27 @@ static void ev_del_read(void *p)
     ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_READ, 0);
 }
 
+/* Connected, hiredis asks for writability once per command it buffers: instead of watching
+ * for EPOLLOUT (two epoll_ctl per batch), write at the end of this loop iteration, so all
+ * commands of one iteration go out in one write; EPOLLOUT is watched only when the socket
+ * buffer is full. Connecting, writability is how the connect completes: watch it. */
 static void ev_add_write(void *p)
 {
-    ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_WRITE, 1);
+    gw_sink *s = p;
+    s->want_write = 1;
+    if (s->ac && (s->ac->c.flags & REDIS_CONNECTED)) {
+        if (!(s->ev_mask & ITR_EV_WRITE) && !itr_timer_armed(&s->write_due))
+            itr_loop_timer_set(s->env->loop, &s->write_due, itr_now_ns());
+        return;
+    }
+    ev_set(s, s->ev_mask, ITR_EV_WRITE, 1);
 }
 
 static void ev_del_write(void *p)
 {
-    ev_set(p, ((gw_sink *)p)->ev_mask, ITR_EV_WRITE, 0);
+    gw_sink *s = p;
+    s->want_write = 0;
+    ev_set(s, s->ev_mask, ITR_EV_WRITE, 0);
 }
 
 static void ev_cleanup(void *p)
@@ -828,6 +845,18 @@ static void on_retry_due(void *arg, uint64_t now)
     maybe_ready(s);
 }
 
+static void on_write_due(void *arg, uint64_t now)
+{
+    gw_sink *s = arg;
+    redisAsyncContext *ac = s->ac;
+    (void)now;
+    if (!ac || !s->want_write)
+        return;
+    redisAsyncHandleWrite(ac); /* calls delWrite when everything was written */
+    if (s->ac == ac && s->want_write)
+        ev_set(s, s->ev_mask, ITR_EV_WRITE, 1); /* socket buffer full: wait for EPOLLOUT */
+}
+
 static void on_connect_due(void *arg, uint64_t now)
 {
     gw_sink *s = arg;
@@ -876,6 +905,7 @@ static int redis_open(gw_sink **out, const cJSON *conf, gw_sink_env *env, char *
     itr_timer_init(&s->retry_due, on_retry_due, s);
     itr_timer_init(&s->connect_due, on_connect_due, s);
     itr_timer_init(&s->reply_due, on_reply_due, s);
+    itr_timer_init(&s->write_due, on_write_due, s);
     if (redis_parse(conf, env->name, &s->c, err, errlen))
         goto fail;
     s->cap = 4096;
@@ -953,6 +983,7 @@ static void redis_close(gw_sink *s)
         itr_loop_timer_cancel(s->env->loop, &s->retry_due);
         itr_loop_timer_cancel(s->env->loop, &s->connect_due);
         itr_loop_timer_cancel(s->env->loop, &s->reply_due);
+        itr_loop_timer_cancel(s->env->loop, &s->write_due);
     }
     if (s->ac) {
         /* Pending callbacks run with NULL replies and return at once (closing); deliveries
