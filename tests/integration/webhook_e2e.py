@@ -20,6 +20,8 @@ webhook_e2e.py CASE.
   bad_destination  a URL template rendering too long (> 2047 bytes) or malformed ("http://"
                 with an empty attribute): Reliable messages go to the dead-letter file
                 (invalid_destination) without a request; other routes keep flowing
+  batch_limits  batch_max_messages 1 sends one JSON object per POST; batch_max_bytes 1024
+                bounds every body
   tls           HTTPS with a self-signed certificate: delivered with ca_file; refused
                 (nothing acknowledged, stage tls in last_error) without it; tls_verify false
   check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
@@ -143,7 +145,8 @@ def make_handler(rec):
                 if problems:
                     rec.bad_sigs.extend(problems)
                 rec.requests.append({"t": t, "id": wid, "ts": wts, "status": status,
-                                     "path": self.path,
+                                     "path": self.path, "len": len(body),
+                                     "array": body[:1] == b"[",
                                      "msgs": msgs, "conn": self.client_address[1]})
             if status == 429 and retry_after is not None:
                 return self.reply(429, b"slow down", [("Retry-After", retry_after)])
@@ -584,6 +587,43 @@ def case_bad_destination():
         srv.close()
 
 
+def case_batch_limits():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-batch") as h:
+            out = []
+            for extra in ({"batch_max_messages": 1}, {"batch_max_bytes": 1024, "linger_ms": 50}):
+                srv.rec.requests = []
+                cfg, udp, _ = webhook_config(h, srv, **extra)
+                g = h.start_gateway(cfg, name="gateway-%s" % "-".join(extra))
+                ack_log = h.path("acked-%d.txt" % len(out))
+                res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 4,
+                                                   "--rate", 50, "--duration", 2, "--size", 300,
+                                                   "--topic", "t", "--intent", "reliable",
+                                                   "--linger", 10))
+                acked = acked_set(ack_log)
+                a = analyse(srv, acked)
+                reqs = srv.rec.ok_requests()
+                if "batch_max_messages" in extra:
+                    if any(r["array"] or len(r["msgs"]) != 1 for r in reqs):
+                        H.fail("batch_max_messages 1: a body that is not one object")
+                    out.append("batch_max_messages 1: %d POSTs of one object" % len(reqs))
+                else:
+                    big = max(r["len"] for r in reqs)
+                    if big > 1024 or not all(r["array"] for r in reqs):
+                        H.fail("batch_max_bytes 1024: a body of %d bytes" % big)
+                    out.append("batch_max_bytes 1024: %d POSTs, largest %d bytes, %.1f "
+                               "messages each" % (len(reqs), big, a["distinct"] / len(reqs)))
+                if a["distinct"] != len(acked) or len(acked) != res["offered"]:
+                    H.fail("%r: offered %d acknowledged %d received %d" %
+                           (extra, res["offered"], len(acked), a["distinct"]))
+                if g.stop() != 0:
+                    H.fail("gateway exit status %s" % g.p.returncode)
+            print("ok: " + "; ".join(out))
+    finally:
+        srv.close()
+
+
 def case_tls():
     if not shutil.which("openssl"):
         print("SKIP: the openssl command is not installed")
@@ -672,6 +712,7 @@ CASES = {
     "realtime_discard": case_realtime_discard,
     "routing": case_routing,
     "bad_destination": case_bad_destination,
+    "batch_limits": case_batch_limits,
     "tls": case_tls,
     "check_config": case_check_config,
 }
