@@ -1,10 +1,13 @@
 # The webhook sink (connectors/http/): the Standard Webhooks signature against the spec's test
 # vector and OpenSSL (unit), and end-to-end runs of gateway + intentra-bench + a real HTTP
 # server in python stdlib that verifies every signature (tests/integration/webhook_e2e.py).
+# The signing module is compiled in with GW_WEBHOOK_SIGN_TEST to reach its libsodium fallback.
 intentra_unit_test(test_webhook_sign
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_webhook_sign.c
-  LIBS gw_core)
+          ${PROJECT_SOURCE_DIR}/connectors/http/webhook_sign.c
+  LIBS PkgConfig::SODIUM OpenSSL::Crypto)
 target_include_directories(test_webhook_sign PRIVATE ${PROJECT_SOURCE_DIR}/connectors/http)
+target_compile_definitions(test_webhook_sign PRIVATE GW_WEBHOOK_SIGN_TEST)
 foreach(case exactly_once outage_503 retry_after dead_letter realtime_discard routing tls
     bad_destination batch_limits check_config)
   intentra_script_test(webhook_e2e_${case}

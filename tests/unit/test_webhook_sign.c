@@ -14,6 +14,11 @@
 
 #include "webhook_sign.h"
 
+/* webhook_sign.c built with GW_WEBHOOK_SIGN_TEST: the libsodium fallback alone. */
+void gw_webhook_sign_sodium(char out[GW_WEBHOOK_SIG_LEN + 1], const uint8_t *key, size_t keylen,
+                            const char *id, const char *timestamp, const void *body,
+                            size_t body_len);
+
 /* The test vector of the Standard Webhooks specification (and its reference libraries). */
 static void test_spec_vector(void **state)
 {
@@ -71,6 +76,37 @@ static void test_against_openssl(void **state)
     assert_string_not_equal(sig, want);
 }
 
+/* Both implementations agree with OpenSSL's HMAC() for keys shorter than, equal to and longer
+ * than the SHA-256 block (64 bytes: longer keys are hashed first) and bodies around it. */
+static void test_key_and_body_lengths(void **state)
+{
+    (void)state;
+    uint8_t key[GW_WEBHOOK_KEY_MAX], body[300], msg[400], mac[32];
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (uint8_t)(i * 13);
+    static const size_t klens[] = {1, 24, 32, 63, 64, 65, 200, GW_WEBHOOK_KEY_MAX};
+    static const size_t blens[] = {0, 1, 55, 64, 119, 128, 300};
+    for (size_t a = 0; a < sizeof(klens) / sizeof(klens[0]); a++) {
+        for (size_t b = 0; b < sizeof(blens) / sizeof(blens[0]); b++) {
+            size_t n = 0;
+            memcpy(msg, "msg_1.1614265330.", 17);
+            n = 17;
+            memcpy(msg + n, body, blens[b]);
+            n += blens[b];
+            unsigned int ml = 0;
+            HMAC(EVP_sha256(), key, (int)klens[a], msg, n, mac, &ml);
+            char want[64] = "v1,", got[GW_WEBHOOK_SIG_LEN + 1], fallback[GW_WEBHOOK_SIG_LEN + 1];
+            EVP_EncodeBlock((unsigned char *)want + 3, mac, 32);
+            gw_webhook_sign(got, key, klens[a], "msg_1", "1614265330", body, blens[b]);
+            gw_webhook_sign_sodium(fallback, key, klens[a], "msg_1", "1614265330", body, blens[b]);
+            assert_string_equal(got, want);
+            assert_string_equal(fallback, want);
+        }
+    }
+}
+
 static void test_secret_forms(void **state)
 {
     (void)state;
@@ -95,6 +131,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_vector),
         cmocka_unit_test(test_against_openssl),
+        cmocka_unit_test(test_key_and_body_lengths),
         cmocka_unit_test(test_secret_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
