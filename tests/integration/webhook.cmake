@@ -9,7 +9,7 @@ intentra_unit_test(test_webhook_sign
 target_include_directories(test_webhook_sign PRIVATE ${PROJECT_SOURCE_DIR}/connectors/http)
 target_compile_definitions(test_webhook_sign PRIVATE GW_WEBHOOK_SIGN_TEST)
 foreach(case exactly_once outage_503 retry_after dead_letter realtime_discard routing tls
-    bad_destination batch_limits check_config)
+    bad_destination batch_limits mixed sigterm check_config)
   intentra_script_test(webhook_e2e_${case}
     COMMAND python3 ${CMAKE_CURRENT_LIST_DIR}/webhook_e2e.py ${case}
     TIMEOUT 240)

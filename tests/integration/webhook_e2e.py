@@ -22,6 +22,11 @@ webhook_e2e.py CASE.
                 (invalid_destination) without a request; other routes keep flowing
   batch_limits  batch_max_messages 1 sends one JSON object per POST; batch_max_bytes 1024
                 bounds every body
+  mixed         half Reliable, half Realtime during a 503 outage: batches drop their Realtime
+                messages after realtime_max_retries and keep their webhook-id; every
+                acknowledged (Reliable) message arrives
+  sigterm       SIGTERM under load: the gateway drains (exit 0) and every acknowledged
+                message was received
   tls           HTTPS with a self-signed certificate: delivered with ca_file; refused
                 (nothing acknowledged, stage tls in last_error) without it; tls_verify false
   check_config  --check-config names the bad key for a bad url, an unknown key, a bad secret
@@ -137,7 +142,7 @@ def make_handler(rec):
                         if k not in m:
                             problems.append("message without %s" % k)
                     msgs.append((m.get("peer"), m.get("seq"), key, m.get("shard"),
-                                 m.get("topic")))
+                                 m.get("topic"), m.get("intent")))
             except (ValueError, KeyError, TypeError) as e:
                 problems.append("body is not the expected JSON (%s): %r" % (e, body[:100]))
             status, retry_after = rec.answer()
@@ -227,12 +232,12 @@ def analyse(srv, acked):
     if rec.bad_sigs:
         H.fail("%d bad requests, e.g. %s" % (len(rec.bad_sigs), rec.bad_sigs[:3]))
     ok = rec.ok_requests()
-    seen = {}  # (peer, seq) -> webhook-id of its first 2xx
+    seen = {}  # (peer, seq, intent) -> webhook-id of its first 2xx
     dups = dups_other_id = 0
     keys = set()
     for r in ok:
-        for peer, seq, key, _, _ in r["msgs"]:
-            k = (peer, seq)
+        for peer, seq, key, _, _, intent in r["msgs"]:
+            k = (peer, seq, intent)  # Reliable and Realtime sequences are separate
             if k in seen:
                 dups += 1
                 if seen[k] != r["id"]:
@@ -522,7 +527,7 @@ def case_routing():
                     ("tpl.x", "b"): "/tpl/b/tpl.x", ("tpl.x", "default"): "/tpl/default/tpl.x"}
             seen = {}
             for r in srv.rec.ok_requests():
-                for _, _, _, shard, topic in r["msgs"]:
+                for _, _, _, shard, topic, _ in r["msgs"]:
                     if want.get((topic, shard)) != r["path"]:
                         H.fail("shard %s topic %s POSTed to %s, expected %s" %
                                (shard, topic, r["path"], want.get((topic, shard))))
@@ -624,6 +629,71 @@ def case_batch_limits():
         srv.close()
 
 
+def case_mixed():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-mixed") as h:
+            cfg, udp, _ = webhook_config(h, srv, realtime_max_retries=1, retry_initial_ms=100,
+                                         retry_max_ms=300)
+            g = h.start_gateway(cfg)
+            ack_log = h.path("acked.txt")
+            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 4, "--rate", 100,
+                                "--duration", 4, "--mix", 0.5, "--topic", "m", "--linger", 20)
+            time.sleep(1)
+            srv.control(status=503, seconds=2)
+            res = bench_result(b)
+            acked = acked_set(ack_log)
+            a = analyse(srv, acked)
+            with srv.rec.lock:
+                by_id = {}
+                for r in srv.rec.requests:
+                    by_id.setdefault(r["id"], []).append(r)
+            shrunk = 0
+            for rs in by_id.values():
+                kinds = [len(r["msgs"]) for r in rs]
+                if len(kinds) > 1 and kinds[-1] < kinds[0]:
+                    shrunk += 1
+                    first = {(m[0], m[1], m[5]) for m in rs[0]["msgs"]}
+                    if not {(m[0], m[1], m[5]) for m in rs[-1]["msgs"]} <= first:
+                        H.fail("a retried batch holds messages its first attempt did not")
+                    if any(m[5] != "reliable" for m in rs[-1]["msgs"]):
+                        H.fail("a batch kept Realtime messages past realtime_max_retries")
+            if not shrunk:
+                H.fail("no retried batch dropped its Realtime messages")
+            print("ok: mixed classes through a 503 outage: %d Reliable messages acknowledged and "
+                  "received; %d batches dropped their Realtime messages and kept their "
+                  "webhook-id (offered %d)" % (len(acked), shrunk, res["offered"]))
+            if g.stop() != 0:
+                H.fail("gateway exit status %s" % g.p.returncode)
+    finally:
+        srv.close()
+
+
+def case_sigterm():
+    srv = Server()
+    try:
+        with H.Harness("webhook-e2e-sigterm") as h:
+            cfg, udp, _ = webhook_config(h, srv, linger_ms=20)
+            g = h.start_gateway(cfg)
+            ack_log = h.path("acked.txt")
+            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 10, "--rate", 200,
+                                "--duration", 5, "--topic", "t", "--intent", "reliable",
+                                "--linger", 5, "--timeout", 3)
+            time.sleep(2.5)
+            rc = g.stop()
+            bench_result(b)
+            if rc != 0:
+                H.fail("gateway exit status %s after SIGTERM" % rc)
+            acked = acked_set(ack_log)
+            a = analyse(srv, acked)
+            if not acked:
+                H.fail("nothing acknowledged before SIGTERM")
+            print("ok: SIGTERM under load: exit 0, %d acknowledged messages all received "
+                  "(%d received in all)" % (len(acked), a["distinct"]))
+    finally:
+        srv.close()
+
+
 def case_tls():
     if not shutil.which("openssl"):
         print("SKIP: the openssl command is not installed")
@@ -713,6 +783,8 @@ CASES = {
     "routing": case_routing,
     "bad_destination": case_bad_destination,
     "batch_limits": case_batch_limits,
+    "mixed": case_mixed,
+    "sigterm": case_sigterm,
     "tls": case_tls,
     "check_config": case_check_config,
 }
