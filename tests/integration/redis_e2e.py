@@ -11,6 +11,8 @@ back with a raw RESP client. Usage: redis_e2e.py CASE.
                 every acknowledged message is in the stream (duplicates counted, none missing)
   dead_letter   WRONGTYPE replies go to the dead-letter file (acknowledged); a CLIENT PAUSE
                 longer than command_timeout_ms makes the sink reconnect and resend
+  auth          AUTH with an ACL user and SELECT of a database; a wrong password leaves the
+                sink down with a clear error that never shows the password
   check_config  every class of config error fails --check-config naming its JSON path
                 (no redis-server needed)
 
@@ -96,16 +98,20 @@ class Resp:
 
 
 class Redis:
-    def __init__(self, h, port=None, name="redis-server"):
+    def __init__(self, h, port=None, name="redis-server", extra=()):
         self.h = h
         self.port = port or H.free_port()
         self.bin = redis_server_bin()
+        self.extra = list(extra)
+        self.auth = []  # AUTH arguments for our own clients
+        self.db = 0
         self.start(name)
 
     def start(self, name="redis-server"):
         self.proc = self.h.start(name, [self.bin, "--port", str(self.port), "--bind", "127.0.0.1",
                                         "--save", "", "--appendonly", "no",
-                                        "--dir", self.h.dir, "--protected-mode", "no"])
+                                        "--dir", self.h.dir, "--protected-mode", "no"]
+                                 + self.extra)
         self.proc.wait_output(r"Ready to accept connections", timeout=20)
 
     def stop(self):
@@ -124,7 +130,12 @@ class Redis:
         self.proc.stop()
 
     def client(self):
-        return Resp(self.port)
+        c = Resp(self.port)
+        if self.auth:
+            c.cmd("AUTH", *self.auth)
+        if self.db:
+            c.cmd("SELECT", self.db)
+        return c
 
 
 def read_stream(r, key):
@@ -360,6 +371,45 @@ def case_dead_letter():
             H.fail("gateway exit status %s" % g.p.returncode)
 
 
+def case_auth():
+    pw = "s3cret-pw-4711"
+    with H.Harness("redis-e2e-auth") as h:
+        r = Redis(h, extra=["--requirepass", pw])
+        r.auth = [pw]
+        c = r.client()
+        c.cmd("ACL", "SETUSER", "gw", "on", ">" + pw + "-gw", "~*", "+@all")
+        c.close()
+        cfg, udp, adm = redis_config(h, r.port, mode="stream", username="gw",
+                                     password=pw + "-gw", database=3)
+        g = h.start_gateway(cfg)
+        wait_state(h, adm, ("up",))
+        res = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 2,
+                      "--topic", "sim.tick", "--intent", "reliable", "--linger", 20)
+        if res["acknowledged"] != res["offered"]:
+            H.fail("offered %d, acknowledged %d" % (res["offered"], res["acknowledged"]))
+        r.db = 3
+        n, dups, _ = check_entries(read_stream(r, STREAM))
+        if n != res["acknowledged"] or dups:
+            H.fail("database 3 holds %d distinct (%d duplicates), %d acknowledged" %
+                   (n, dups, res["acknowledged"]))
+        g.stop()
+        # A wrong password: the sink stays down with a clear error that does not show it.
+        cfg2, udp2, adm2 = redis_config(h, r.port, mode="stream", password="wrong-" + pw)
+        g2 = h.start_gateway(cfg2, name="gateway2")
+        st = H.wait_until(lambda: (sink_state(h, adm2).get("last_error") or "") and
+                          sink_state(h, adm2), 15, "the AUTH failure to be reported")
+        if st["state"] != "down" and st["state"] != "starting":
+            H.fail("sink state %r with a wrong password" % st["state"])
+        if "AUTH refused" not in st["last_error"]:
+            H.fail("unclear AUTH error: %r" % st["last_error"])
+        out = g.output() + g2.output() + json.dumps(st)
+        if pw in out:
+            H.fail("the password appears in the gateway's output or status")
+        print("ok: AUTH (ACL user) + SELECT 3: %d messages; wrong password: %r" %
+              (n, st["last_error"]))
+        g2.stop()
+
+
 def check_config_error(h, sink, want):
     cfg, _, _ = h.gateway_config(
         sinks={"r": dict({"type": "redis"}, **sink)},
@@ -423,6 +473,7 @@ CASES = {
     "restart": case_restart,
     "check_config": case_check_config,
     "dead_letter": case_dead_letter,
+    "auth": case_auth,
 }
 
 if __name__ == "__main__":
