@@ -13,6 +13,8 @@ back with a raw RESP client. Usage: redis_e2e.py CASE.
                 longer than command_timeout_ms makes the sink reconnect and resend
   auth          AUTH with an ACL user and SELECT of a database; a wrong password leaves the
                 sink down with a clear error that never shows the password
+  realtime      Realtime messages reach the stream while connected and are discarded
+                (reason sink_down, counted in /metrics) while Redis is down
   check_config  every class of config error fails --check-config naming its JSON path
                 (no redis-server needed)
 
@@ -20,6 +22,7 @@ Every case starts what it needs, bounds every wait, and stops every process it s
 """
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -410,6 +413,46 @@ def case_auth():
         g2.stop()
 
 
+def discarded_sink_down(h, adm):
+    with open(h.path("admin.token")) as f:
+        token = f.read().strip()
+    st, _, text = H.http("GET", "http://127.0.0.1:%d/metrics" % adm, token=token)
+    if st != 200:
+        H.fail("GET /metrics: %s" % st)
+    m = re.search(r'^intentra_gateway_sink_discarded_total\{[^}]*sink="redis"[^}]*'
+                  r'reason="sink_down"[^}]*\} (\d+)', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def case_realtime():
+    with H.Harness("redis-e2e-realtime") as h:
+        r = Redis(h)
+        cfg, udp, adm = redis_config(h, r.port, mode="stream")
+        g = h.start_gateway(cfg)
+        wait_state(h, adm, ("up",))
+        res = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 2,
+                      "--topic", "sim.tick", "--intent", "realtime", "--linger", 5)
+        # Realtime over loopback UDP: allow the rare datagram the kernel drops.
+        got = read_stream(r, STREAM)
+        if not (0.95 * res["sent"] <= len(got) <= res["sent"]) or \
+                any(e["intent"] != b"realtime" for e in got):
+            H.fail("connected: %d Realtime entries for %d sent" % (len(got), res["sent"]))
+        r.shutdown_save()
+        wait_state(h, adm, ("down",))
+        res2 = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 2,
+                       "--topic", "sim.tick", "--intent", "realtime", "--linger", 5)
+        n = H.wait_until(lambda: discarded_sink_down(h, adm) >= 0.95 * res2["sent"] and
+                         discarded_sink_down(h, adm), 15, "Realtime discards while down")
+        time.sleep(0.5)
+        n = discarded_sink_down(h, adm)
+        if not (0.95 * res2["sent"] <= n <= res2["sent"]):
+            H.fail("%d discarded (sink_down) for %d sent while down" % (n, res2["sent"]))
+        print("ok: Realtime: %d delivered while connected; %d discarded (sink_down) while "
+              "Redis was down" % (len(got), n))
+        if g.stop() != 0:
+            H.fail("gateway exit status %s" % g.p.returncode)
+
+
 def check_config_error(h, sink, want):
     cfg, _, _ = h.gateway_config(
         sinks={"r": dict({"type": "redis"}, **sink)},
@@ -474,6 +517,7 @@ CASES = {
     "check_config": case_check_config,
     "dead_letter": case_dead_letter,
     "auth": case_auth,
+    "realtime": case_realtime,
 }
 
 if __name__ == "__main__":
