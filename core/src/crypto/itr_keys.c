@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <intentra/keys.h>
 
@@ -52,10 +55,57 @@ int itr_key_public(const uint8_t priv[ITR_KEY_LEN], uint8_t pub[ITR_KEY_LEN])
     return ITR_OK;
 }
 
+/* Eight nibbles, one per byte lane (each < 16), to their lowercase hex digits: '0' + n, plus
+ * 39 more ('a' - '0' - 10) in the lanes where n >= 10 (n + 0x76 sets the lane's top bit).
+ * No lane carries into the next. */
+static uint64_t hex_lanes(uint64_t v)
+{
+    uint64_t ge10 = ((v + 0x7676767676767676ull) & 0x8080808080808080ull) >> 7;
+    return v + 0x3030303030303030ull + ge10 * 39;
+}
+
+/* Four bytes (in[0] lowest) to eight hex digits in memory order. */
+static void hex4(char *out, uint32_t x)
+{
+    /* Byte i to bits 16i..16i+7; its high nibble to lane 2i, its low nibble to lane 2i+1. */
+    uint64_t y =
+        (x & 0xffull) | (x & 0xff00ull) << 8 | (x & 0xff0000ull) << 16 | (x & 0xff000000ull) << 24;
+    uint64_t v = hex_lanes(((y >> 4) & 0x000f000f000f000full) | (y & 0x000f000f000f000full) << 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(out, &v, 8);
+}
+
 void itr_hex_encode(char *out, const uint8_t *in, size_t len)
 {
-    /* libsodium's encoder runs in constant time: private keys go through here. */
-    sodium_bin2hex(out, 2 * len + 1, in, len);
+    /* Private keys go through here: no table lookups and no branches on the data (constant
+     * time, like libsodium's sodium_bin2hex, but four bytes per step: peer keys are rendered
+     * on the ingest hot path). */
+    size_t i = 0;
+#ifdef __SSE2__
+    /* Sixteen bytes per step: nibbles split, interleaved high-low, then the same lane rule. */
+    const __m128i nib = _mm_set1_epi8(0x0f), nine = _mm_set1_epi8(9);
+    const __m128i zero = _mm_set1_epi8('0'), gap = _mm_set1_epi8('a' - '0' - 10);
+    for (; i + 16 <= len; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), nib), lo = _mm_and_si128(x, nib);
+        __m128i a = _mm_unpacklo_epi8(hi, lo), b = _mm_unpackhi_epi8(hi, lo);
+        a = _mm_add_epi8(_mm_add_epi8(a, zero), _mm_and_si128(_mm_cmpgt_epi8(a, nine), gap));
+        b = _mm_add_epi8(_mm_add_epi8(b, zero), _mm_and_si128(_mm_cmpgt_epi8(b, nine), gap));
+        _mm_storeu_si128((__m128i *)(void *)(out + 2 * i), a);
+        _mm_storeu_si128((__m128i *)(void *)(out + 2 * i + 16), b);
+    }
+#endif
+    for (; i + 4 <= len; i += 4)
+        hex4(out + 2 * i, (uint32_t)in[i] | (uint32_t)in[i + 1] << 8 | (uint32_t)in[i + 2] << 16 |
+                              (uint32_t)in[i + 3] << 24);
+    for (; i < len; i++) {
+        uint64_t v = hex_lanes((uint64_t)(in[i] >> 4) | (uint64_t)(in[i] & 15) << 8);
+        out[2 * i] = (char)(uint8_t)v;
+        out[2 * i + 1] = (char)(uint8_t)(v >> 8);
+    }
+    out[2 * len] = '\0';
 }
 
 int itr_hex_decode(uint8_t *out, size_t len, const char *hex, size_t hexlen)
