@@ -551,6 +551,107 @@ static void test_wake_hammer(void **state)
     itr_loop_free(h.loop);
 }
 
+/* Ping-pong: each wake waits for the hook run it caused before the next one, with varying
+ * delays, so wakes land while the loop dispatches, is about to block and is blocked. Without
+ * slack a lost wake would stall a round until the 2 s limit; none may. */
+struct pingpong {
+    itr_loop *loop;
+    atomic_uint posted, seen;
+    atomic_int failed;
+};
+
+static void pingpong_hook(void *arg)
+{
+    struct pingpong *p = arg;
+    atomic_store(&p->seen, atomic_load(&p->posted));
+}
+
+static void *pingpong_thread(void *arg)
+{
+    struct pingpong *p = arg;
+    for (unsigned i = 1; i <= 3000 && !atomic_load(&p->failed); i++) {
+        atomic_store(&p->posted, i);
+        if (i % 3 == 1)
+            usleep(i % 50);
+        itr_loop_wake(p->loop);
+        uint64_t limit = itr_now_ns() + 2000 * MS;
+        while (atomic_load(&p->seen) < i) {
+            if (itr_now_ns() > limit) {
+                atomic_store(&p->failed, (int)i);
+                break;
+            }
+            if (i % 2)
+                usleep(1);
+        }
+    }
+    itr_loop_stop(p->loop);
+    return NULL;
+}
+
+static void test_wake_pingpong(void **state)
+{
+    (void)state;
+    struct pingpong p;
+    pthread_t th;
+    memset(&p, 0, sizeof(p));
+    itr_timer guard; /* a loop that missed the final stop would block forever */
+    assert_int_equal(itr_loop_new(&p.loop), ITR_OK);
+    itr_loop_on_wake(p.loop, pingpong_hook, &p);
+    itr_timer_init(&guard, stop_guard, p.loop);
+    itr_loop_timer_set(p.loop, &guard, itr_now_ns() + 60000 * MS);
+    assert_int_equal(pthread_create(&th, NULL, pingpong_thread, &p), 0);
+    assert_int_equal(itr_loop_run(p.loop), ITR_OK);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(atomic_load(&p.failed), 0);
+    assert_int_equal(atomic_load(&p.seen), 3000);
+    itr_loop_free(p.loop);
+}
+
+/* With a wake slack the loop never blocks longer than the slack, and a wake that arrives
+ * while it naps is delivered when the nap ends (no system call), not at once. */
+static void test_wake_slack(void **state)
+{
+    (void)state;
+    struct wake_ctx w = {0};
+    pthread_t th;
+    assert_int_equal(itr_loop_new(&w.loop), ITR_OK);
+    itr_loop_on_wake(w.loop, on_wake, &w);
+
+    /* No wake: returns after the slack, not after max_wait_ms, with nothing run. */
+    itr_loop_set_wake_slack(w.loop, 50);
+    uint64_t t0 = itr_now_ns();
+    assert_int_equal(itr_loop_run_once(w.loop, 5000), 0);
+    uint64_t took = itr_now_ns() - t0;
+    assert_true(took >= 45 * MS);
+    assert_true(took < (50 + 10 * SLACK_MS) * MS);
+
+    /* A wake at 30 ms into a 300 ms nap is seen when the nap ends. */
+    itr_loop_set_wake_slack(w.loop, 300);
+    t0 = itr_now_ns();
+    assert_int_equal(pthread_create(&th, NULL, waker_thread, &w), 0);
+    int ran = 0;
+    while (ran == 0 && itr_now_ns() - t0 < 5000 * MS)
+        ran = itr_loop_run_once(w.loop, 5000);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    took = itr_now_ns() - t0;
+    assert_int_equal(ran, 1);
+    assert_int_equal(w.hook_calls, 1);
+    assert_true(took >= 250 * MS);
+    assert_true(took < (300 + 10 * SLACK_MS) * MS);
+
+    /* Back to no slack: a wake ends a long block at once again. */
+    itr_loop_set_wake_slack(w.loop, 0);
+    t0 = itr_now_ns();
+    assert_int_equal(pthread_create(&th, NULL, waker_thread, &w), 0);
+    assert_int_equal(itr_loop_run_once(w.loop, 5000), 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    took = itr_now_ns() - t0;
+    assert_int_equal(w.hook_calls, 2);
+    assert_true(took >= 25 * MS);
+    assert_true(took < (30 + 10 * SLACK_MS) * MS);
+    itr_loop_free(w.loop);
+}
+
 static void test_stop(void **state)
 {
     (void)state;
@@ -672,6 +773,8 @@ int main(void)
         cmocka_unit_test(test_watch_fd_reuse_during_dispatch),
         cmocka_unit_test(test_wake_thread),
         cmocka_unit_test(test_wake_hammer),
+        cmocka_unit_test(test_wake_pingpong),
+        cmocka_unit_test(test_wake_slack),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_run_once_precision),
         cmocka_unit_test(test_free_with_armed_timer),

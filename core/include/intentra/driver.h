@@ -73,6 +73,11 @@ ITR_API void itr_loop_stop(itr_loop *loop);
 ITR_API void itr_loop_wake(itr_loop *loop);
 /* Called on the loop thread after every wake-up (e.g. to drain a mailbox). */
 ITR_API void itr_loop_on_wake(itr_loop *loop, void (*cb)(void *arg), void *arg);
+/* Loop thread: wakes may reach this loop up to max_ms late (0, the default: at once). While
+ * it is nonzero the loop never blocks for longer than max_ms, and a wake finds it running or
+ * napping and costs the waker no system call and the loop no extra context switch: for wakes
+ * that are frequent and need not be prompt (completions of work the loop handed out). */
+ITR_API void itr_loop_set_wake_slack(itr_loop *loop, int max_ms);
 
 /* ---- addresses and sockets ---- */
 

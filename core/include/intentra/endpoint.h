@@ -180,6 +180,9 @@ typedef struct itr_message {
     size_t topic_len;
     const uint8_t *body;
     size_t body_len;
+    /* The `now` of the itr_endpoint_recv call that delivered it (itr_now_ns() time; for the
+     * driver, when its recvmmsg batch returned): callers need not read the clock again. */
+    uint64_t recv_ns;
 } itr_message;
 
 typedef struct itr_peer_info {

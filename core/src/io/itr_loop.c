@@ -10,6 +10,13 @@
  *  - one dispatch runs at most as many timers as were armed when it started, so a timer that
  *    re-arms itself in the past cannot keep the loop from returning.
  *
+ * Wake-ups: a waker writes the eventfd only when the loop is blocked for longer than its wake
+ * slack (see itr_loop_set_wake_slack); a loop that is running callbacks, or napping for at most
+ * its slack, finds the pending flag itself (checked before every block and after every
+ * return), so it costs no system call and no context switch. The flag and the loop's state are
+ * a Dekker pair (both sides store, then load, sequentially consistent): a waker that skips
+ * the write is certain the loop sees the flag before it blocks, or within its slack.
+ *
  * Memory: the watch table (indexed by fd), the timer heap and the hook list grow when a new fd,
  * timer or hook is first registered, never while dispatching steady-state traffic. The timer
  * API returns void (it is called on paths that cannot fail), so a failed heap growth aborts
@@ -32,6 +39,13 @@
 #define TIMER_UNARMED   ((size_t)-1)
 /* epoll data of the wake eventfd: generation 0 is never given to a watch. */
 #define WAKE_TOKEN ((uint64_t)0)
+
+/* What a waker needs to know about the loop thread (loop->state). */
+enum {
+    LOOP_RUNNING = 0, /* dispatching (or not in itr_loop_run_once): checks the flag itself */
+    LOOP_NAPPING = 1, /* blocked for at most its wake slack: finds the flag when it returns */
+    LOOP_SLEEPING = 2 /* blocked for longer: only the eventfd wakes it in time */
+};
 
 typedef struct loop_watch {
     itr_fd_cb cb;
@@ -58,7 +72,9 @@ struct itr_loop {
     size_t hook_len, hook_cap;
     /* Written by any thread. */
     atomic_int stop;
-    atomic_int wake_pending; /* 1 while an eventfd write is outstanding: wakes coalesce */
+    atomic_int wake_pending; /* 1 while a wake is not yet seen by the loop: wakes coalesce */
+    atomic_int state;        /* LOOP_*, written by the loop thread */
+    int wake_slack_ms;       /* loop thread only */
 };
 
 static void oom(const char *what)
@@ -189,6 +205,7 @@ int itr_loop_new(itr_loop **out)
     loop->next_gen = 1;
     atomic_init(&loop->stop, 0);
     atomic_init(&loop->wake_pending, 0);
+    atomic_init(&loop->state, LOOP_RUNNING);
     *out = loop;
     return ITR_OK;
 
@@ -328,8 +345,10 @@ void itr_loop_unwatch(itr_loop *loop, int fd)
 
 void itr_loop_wake(itr_loop *loop)
 {
-    /* Only the first wake since the loop last drained the eventfd needs a system call. */
-    if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0) {
+    /* Only the first wake since the loop last ran its hooks can need a system call, and only
+     * when the loop sleeps longer than its slack (see the top of this file). */
+    if (atomic_exchange(&loop->wake_pending, 1) == 0 &&
+        atomic_load(&loop->state) == LOOP_SLEEPING) {
         uint64_t one = 1;
         ssize_t n;
         do
@@ -363,16 +382,25 @@ void itr_loop_on_wake(itr_loop *loop, void (*cb)(void *arg), void *arg)
     loop->hook_len++;
 }
 
-static int run_wake_hooks(itr_loop *loop)
+void itr_loop_set_wake_slack(itr_loop *loop, int max_ms)
 {
-    uint64_t count;
-    ssize_t n;
-    do
-        n = read(loop->wakefd, &count, sizeof(count));
-    while (n < 0 && errno == EINTR);
+    loop->wake_slack_ms = max_ms > 0 ? max_ms : 0;
+}
+
+static int run_wake_hooks(itr_loop *loop, int signalled)
+{
+    if (signalled) {
+        uint64_t count;
+        ssize_t n;
+        do
+            n = read(loop->wakefd, &count, sizeof(count));
+        while (n < 0 && errno == EINTR);
+    }
     /* Cleared after the read: a wake that lands between the two finds the flag still set and
      * skips its write, which is fine because the hooks below run after it and see its data.
-     * The exchange (not a store) synchronizes with that waker's exchange. */
+     * The exchange (not a store) synchronizes with that waker's exchange. A wake whose write
+     * is still on its way when the flag was seen here leaves the eventfd readable: the next
+     * wait returns at once and runs the hooks once more, harmlessly. */
     (void)atomic_exchange_explicit(&loop->wake_pending, 0, memory_order_acq_rel);
     int ran = 0;
     /* A hook may register another one (the list may move): index, don't hold a pointer. */
@@ -406,7 +434,19 @@ int itr_loop_run_once(itr_loop *loop, int max_wait_ms)
 {
     struct epoll_event evs[LOOP_MAX_EVENTS];
     int ran = 0, woke = 0;
-    int n = epoll_wait(loop->epfd, evs, LOOP_MAX_EVENTS, wait_ms(loop, max_wait_ms));
+    int timeout = wait_ms(loop, max_wait_ms);
+    int slack = loop->wake_slack_ms;
+    if (slack > 0 && (timeout < 0 || timeout > slack))
+        timeout = slack;
+    if (timeout != 0) {
+        /* Publish how long we may block, then look for a wake that came before: the waker
+         * does the reverse (see the top of this file). */
+        atomic_store(&loop->state, slack > 0 ? LOOP_NAPPING : LOOP_SLEEPING);
+        if (atomic_load(&loop->wake_pending))
+            timeout = 0;
+    }
+    int n = epoll_wait(loop->epfd, evs, LOOP_MAX_EVENTS, timeout);
+    atomic_store(&loop->state, LOOP_RUNNING);
     if (n < 0) {
         if (errno != EINTR)
             return ITR_ERR_IO;
@@ -433,8 +473,9 @@ int itr_loop_run_once(itr_loop *loop, int max_wait_ms)
         w->cb(w->arg, fd, report);
         ran++;
     }
-    if (woke)
-        ran += run_wake_hooks(loop);
+    /* A wake that skipped the eventfd write is seen here. */
+    if (woke || atomic_load_explicit(&loop->wake_pending, memory_order_acquire))
+        ran += run_wake_hooks(loop, woke);
     if (loop->heap_len > 0) {
         uint64_t now = itr_now_ns();
         size_t budget = loop->heap_len;

@@ -561,6 +561,7 @@ static int recv_data(itr_endpoint *ep, itr_session *s, const itr_header *h, cons
         .topic_len = topic_len,
         .body = body,
         .body_len = body_len,
+        .recv_ns = now,
     };
     s->msgs_in++;
     s->bytes_in += body_len;

@@ -356,7 +356,7 @@ void itr_rel_on_received(itr_endpoint *ep, itr_session *s, uint32_t received, co
 /* Hand one in-order message to the application. 1 = taken, 0 = deferred, -1 = the session
  * was closed by the callback. */
 static int deliver(itr_endpoint *ep, itr_session *s, uint32_t seq, uint8_t priority,
-                   const uint8_t *pt, size_t ptlen)
+                   const uint8_t *pt, size_t ptlen, uint64_t now)
 {
     const char *topic = NULL;
     const uint8_t *body = NULL;
@@ -374,6 +374,7 @@ static int deliver(itr_endpoint *ep, itr_session *s, uint32_t seq, uint8_t prior
         .topic_len = topic_len,
         .body = body,
         .body_len = body_len,
+        .recv_ns = now,
     };
     if (ep->cb.message) {
         /* The application may acknowledge from inside the callback. */
@@ -467,7 +468,7 @@ int itr_rel_on_data(itr_endpoint *ep, itr_session *s, uint8_t priority, const ui
             itr_ep_want_ack(ep, s); /* out of order: tell the sender what we hold */
         return rc;
     }
-    int got = deliver(ep, s, seq, priority, pt, ptlen);
+    int got = deliver(ep, s, seq, priority, pt, ptlen, now);
     if (got < 0)
         return ITR_OK;
     if (got == 0)
@@ -483,7 +484,7 @@ int itr_rel_on_data(itr_endpoint *ep, itr_session *s, uint8_t priority, const ui
         size_t len = m->len;
         uint8_t prio = m->priority;
         memcpy(ep->rx_buf, itr_pool_slot(&ep->rxpool, i), len);
-        got = deliver(ep, s, s->rcv_nxt, prio, ep->rx_buf, len);
+        got = deliver(ep, s, s->rcv_nxt, prio, ep->rx_buf, len, now);
         if (got < 0)
             return ITR_OK;
         if (got == 0) {
