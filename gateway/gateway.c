@@ -41,6 +41,12 @@ void gw_snapshot_ref(gw_snapshot *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+void gw_snapshot_ref_n(gw_snapshot *s, uint64_t n)
+{
+    if (n)
+        atomic_fetch_add_explicit(&s->refs, n, memory_order_relaxed);
+}
+
 void gw_snapshot_unref(gw_snapshot *s)
 {
     if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)

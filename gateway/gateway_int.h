@@ -63,6 +63,7 @@ typedef struct gw_snapshot {
 } gw_snapshot;
 
 void gw_snapshot_ref(gw_snapshot *s);
+void gw_snapshot_ref_n(gw_snapshot *s, uint64_t n);
 void gw_snapshot_unref(gw_snapshot *s);
 
 /* Per-worker, per-shard-name counters (control.h gw_shard_counters, as atomics). */
@@ -142,6 +143,7 @@ typedef struct gw_worker {
     unsigned nfds;
 
     gw_snapshot *snap;         /* current, referenced */
+    uint64_t snap_slots;       /* in-flight slots of snap: they borrow the reference above */
     _Atomic uint64_t snap_gen; /* generation of snap, read by the main thread on reload */
     gw_sinkset *sinks;         /* the set this worker stages into (snap->sinks) */
     gw_mpool pool;
@@ -161,7 +163,11 @@ typedef struct gw_worker {
 
     struct gw_pubwait *pub_waits; /* all pending reverse Reliable sends (for timeouts) */
     itr_timer pub_timer;
-    int staged; /* deliveries staged since the last commit */
+    int staged;              /* deliveries staged since the last commit */
+    uint64_t last_commit_ns; /* itr_now_ns() of the last commit (pacing) */
+    itr_timer commit_timer;  /* armed while staged deliveries wait for the pacing interval */
+    uint64_t wall_offset;    /* itr_wall_ns() - itr_now_ns() at the last batch (mod 2^64) */
+    uint64_t poll_now;       /* itr_now_ns() of the completion poll running (acks) */
     _Atomic int running;
 } gw_worker;
 

@@ -13,6 +13,53 @@
 
 #include "gateway_int.h"
 
+/* While messages are in flight, their completions may wake this worker up to this late: under
+ * load the worker is running or about to run for the next receive batch anyway and collects
+ * them then, instead of the sink thread paying a system call and the worker a context switch
+ * per batch. It bounds how much later than "durable" a Reliable message is acknowledged. */
+#define COMPLETION_SLACK_MS 1
+
+/* Under load, staged deliveries are handed to the sinks at most once per this interval (and
+ * at once when the last hand-off is older): each hand-off wakes a sink thread, which on two
+ * cores preempts the worker, so handing off every receive batch (a few messages each at
+ * 200 k msgs/s) cost more than the messages themselves. A message waits at most this long
+ * more before its sink sees it. */
+#define COMMIT_INTERVAL_NS 200000ull
+
+static void set_wake_slack(gw_worker *w)
+{
+    itr_loop_set_wake_slack(w->loop, w->inflight ? COMPLETION_SLACK_MS : 0);
+}
+
+static void commit_now(gw_worker *w, uint64_t now)
+{
+    if (w->staged) {
+        gw_sinkset_commit(w->sinks, w->index);
+        w->staged = 0;
+        w->last_commit_ns = now;
+    }
+    itr_loop_timer_cancel(w->loop, &w->commit_timer);
+}
+
+/* Hand staged deliveries over now, or when the interval since the last hand-off is over. */
+static void commit_paced(gw_worker *w, uint64_t now)
+{
+    if (!w->staged)
+        return;
+    uint64_t due = w->last_commit_ns + COMMIT_INTERVAL_NS;
+    if (now >= due || now < w->last_commit_ns)
+        commit_now(w, now);
+    else if (!itr_timer_armed(&w->commit_timer))
+        itr_loop_timer_set(w->loop, &w->commit_timer, due);
+}
+
+static void on_commit_timer(void *arg, uint64_t now)
+{
+    gw_worker *w = arg;
+    commit_now(w, now);
+    set_wake_slack(w);
+}
+
 /* ---- peer table (open addressing with backward-shift deletion) ---- */
 
 static size_t peer_hash(itr_peer_id id, size_t cap)
@@ -152,6 +199,9 @@ static void snapshot_refresh(gw_worker *w, uint64_t now)
         w->sinks = s->sinks;
     }
     atomic_store_explicit(&w->snap_gen, s->gen, memory_order_release);
+    /* Slots of the old snapshot borrowed the worker's reference: give them real ones now. */
+    gw_snapshot_ref_n(old, w->snap_slots);
+    w->snap_slots = 0;
     gw_snapshot_unref(old);
     for (size_t i = 0; i < w->peers_cap; i++) {
         gw_peer *p = w->peers[i];
@@ -180,7 +230,10 @@ static void slot_release(gw_worker *w, gw_mslot *slot, uint64_t now)
                    GW_F_STRN("peer", slot->msg.peer_hex, 2 * ITR_KEY_LEN),
                    GW_F_STR("reason", "a sink closed before the message was durable"));
     }
-    gw_snapshot_unref(slot->snap);
+    if (slot->snap == w->snap)
+        w->snap_slots--; /* borrowed the worker's reference */
+    else
+        gw_snapshot_unref(slot->snap);
     gw_mpool_free(&w->pool, slot, slot->size);
     atomic_store_explicit(&w->pool_in_use, w->pool.in_use, memory_order_relaxed);
     w->inflight--;
@@ -194,7 +247,7 @@ static void on_complete(void *arg, gw_delivery *d, gw_result r)
     if (d->reliable && r == GW_DISCARDED)
         slot->failed = 1;
     if (--slot->pending == 0)
-        slot_release(w, slot, itr_now_ns());
+        slot_release(w, slot, w->poll_now);
 }
 
 /* ---- the packet path ---- */
@@ -207,7 +260,7 @@ static int on_message(void *user, const itr_message *m)
     uint8_t rel[GW_MAX_DELIVERIES];
     size_t n, nrel = 0, i;
     int reliable = m->intent == ITR_INTENT_RELIABLE;
-    uint64_t now = itr_now_ns();
+    uint64_t now = m->recv_ns; /* read once per receive batch by the driver */
 
     if (!p)
         return ITR_OK; /* cannot happen: peer_open precedes messages */
@@ -268,12 +321,12 @@ static int on_message(void *user, const itr_message *m)
     memcpy(data + m->topic_len, m->body, m->body_len);
 
     gw_msg *msg = &slot->msg;
-    msg->recv_wall_ns = itr_wall_ns();
+    msg->recv_wall_ns = now + w->wall_offset;
     msg->recv_mono_ns = now;
     msg->shard = p->shard;
     msg->shard_name = gw_shard_id(p->shard);
     msg->shard_name_len = (uint32_t)gw_shard_id_len(p->shard);
-    itr_hex_encode(msg->peer_hex, p->key, ITR_KEY_LEN); /* not kept per session: memory */
+    itr_hex_encode(msg->peer_hex, p->key, ITR_KEY_LEN); /* ~20 ns; 65 B per session saved */
     msg->seq = m->seq;
     msg->intent = (uint8_t)m->intent;
     msg->priority = m->priority;
@@ -283,7 +336,7 @@ static int on_message(void *user, const itr_message *m)
     msg->body = data + m->topic_len;
 
     slot->snap = w->snap;
-    gw_snapshot_ref(w->snap);
+    w->snap_slots++; /* borrows the worker's reference: no atomic per message */
     slot->ctr = c;
     slot->peer = m->peer;
     slot->size = (uint32_t)size;
@@ -313,14 +366,19 @@ static int on_message(void *user, const itr_message *m)
     return ITR_OK;
 }
 
+/* Wall clock = monotonic + this offset, refreshed once per batch: two clock reads per batch
+ * instead of two per message. A wall clock step shows up within one batch. */
+static void wall_offset_refresh(gw_worker *w)
+{
+    w->wall_offset = itr_wall_ns() - itr_now_ns();
+}
+
 static void on_batch(void *arg, uint64_t now)
 {
     gw_worker *w = arg;
-    (void)now;
-    if (w->staged) {
-        gw_sinkset_commit(w->sinks, w->index);
-        w->staged = 0;
-    }
+    wall_offset_refresh(w);
+    commit_paced(w, now);
+    set_wake_slack(w);
 }
 
 /* ---- sessions ---- */
@@ -508,6 +566,7 @@ static void drain_mailbox(gw_worker *w, uint64_t now)
             gw_publish_run(w, c->op);
             break;
         case GW_CMD_PAUSE:
+            commit_now(w, now); /* draining: nothing may wait for the pacing timer */
             w->paused = 1;
             itr_driver_pause(w->drv, 1);
             break;
@@ -515,6 +574,7 @@ static void drain_mailbox(gw_worker *w, uint64_t now)
             close_all(w, now);
             break;
         case GW_CMD_STOP:
+            commit_now(w, now);
             itr_loop_stop(w->loop);
             break;
         }
@@ -533,13 +593,12 @@ static void on_wake(void *arg)
 
     snapshot_refresh(w, now);
     drain_mailbox(w, now);
+    w->poll_now = now;
     gw_sinkset_poll(w->sinks, w->index);
-    if (w->staged) {
-        gw_sinkset_commit(w->sinks, w->index);
-        w->staged = 0;
-    }
+    commit_paced(w, now);
     /* Completions produced ACKs (and publishes produced DATA): send them now. */
     itr_driver_kick(w->drv);
+    set_wake_slack(w);
 }
 
 static void on_pub_timer(void *arg, uint64_t now)
@@ -638,6 +697,7 @@ int gw_worker_init(gw_worker *w, gw_gateway *g, unsigned index, char *err, size_
         }
     }
     itr_timer_init(&w->pub_timer, on_pub_timer, w);
+    itr_timer_init(&w->commit_timer, on_commit_timer, w);
     itr_loop_on_wake(w->loop, on_wake, w);
     return ITR_OK;
 }
@@ -658,6 +718,8 @@ int gw_worker_start(gw_worker *w)
     gw_gateway *g = w->g;
     w->snap = gw_gateway_current_snapshot(g);
     w->sinks = w->snap->sinks;
+    wall_offset_refresh(w);
+    w->poll_now = itr_now_ns();
     int rc = gw_sinkset_attach(w->sinks, w->index, w->loop, on_complete, w);
     if (rc != ITR_OK)
         return rc;
@@ -686,6 +748,8 @@ void gw_worker_destroy(gw_worker *w)
 {
     if (w->sinks)
         gw_sinkset_detach(w->sinks, w->index);
+    if (w->loop)
+        itr_loop_timer_cancel(w->loop, &w->commit_timer);
     if (w->drv)
         itr_driver_free(w->drv);
     if (w->ep)
