@@ -199,6 +199,7 @@ int main(int argc, char **argv)
 
     uint64_t deadline = duration_s ? itr_now_ns() + duration_s * 1000000000ull : UINT64_MAX;
     uint32_t ovfl_last = 0;
+    size_t used = batch; /* headers to reset before the next recvmmsg: all, the first time */
     while (!stop_requested && itr_now_ns() < deadline) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int pr = poll(&pfd, 1, 100); /* wake now and then to notice the deadline */
@@ -208,9 +209,10 @@ int main(int argc, char **argv)
         }
         if (pr <= 0)
             continue;
-        /* Drain like the gateway's driver: batches until the socket is empty. */
+        /* Drain like the gateway's driver: batches until the socket is empty; only the
+         * headers the kernel wrote last time are reset. */
         for (;;) {
-            for (size_t i = 0; i < batch; i++) {
+            for (size_t i = 0; i < used; i++) {
                 iov[i].iov_base = bufs + i * ITR_MAX_PACKET;
                 iov[i].iov_len = ITR_MAX_PACKET;
                 memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
@@ -219,21 +221,24 @@ int main(int argc, char **argv)
                 msgs[i].msg_hdr.msg_control = ctrl + i * CMSG_SPACE_OVFL;
                 msgs[i].msg_hdr.msg_controllen = CMSG_SPACE_OVFL;
             }
+            used = 0;
             int n = recvmmsg(fd, msgs, (unsigned)batch, MSG_DONTWAIT, NULL);
             if (n <= 0)
                 break;
+            used = (size_t)n;
             uint64_t now = itr_now_ns();
-            for (int i = 0; i < n; i++) {
+            for (int i = 0; i < n; i++)
                 local.bytes += msgs[i].msg_len;
-                /* The kernel reports its cumulative drop count on every datagram. */
-                for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c;
-                     c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-                    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
-                        uint32_t ovfl;
-                        memcpy(&ovfl, CMSG_DATA(c), sizeof(ovfl));
-                        local.kernel_drops += (uint32_t)(ovfl - ovfl_last);
-                        ovfl_last = ovfl;
-                    }
+            /* The kernel's drop count is cumulative: the newest datagram's is enough (as the
+             * gateway's driver reads it). */
+            struct msghdr *last = &msgs[n - 1].msg_hdr;
+            for (struct cmsghdr *c = last->msg_controllen ? CMSG_FIRSTHDR(last) : NULL; c;
+                 c = CMSG_NXTHDR(last, c)) {
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                    uint32_t ovfl;
+                    memcpy(&ovfl, CMSG_DATA(c), sizeof(ovfl));
+                    local.kernel_drops += (uint32_t)(ovfl - ovfl_last);
+                    ovfl_last = ovfl;
                 }
             }
             if (!local.packets)

@@ -77,6 +77,7 @@ struct itr_driver {
     uint8_t *rx_ctrl;
     struct iovec *rx_iov;
     struct mmsghdr *rx_msgs;
+    size_t rx_used; /* headers the kernel wrote in the last recvmmsg: reset before the next */
     /* Transmit batch. */
     itr_datagram *tx_dg;
     struct iovec *tx_iov;
@@ -208,12 +209,14 @@ static void receive(drv_socket *s)
 {
     itr_driver *d = s->d;
     for (int b = 0; b < DRV_FAIR_BATCHES && !d->paused; b++) {
-        for (size_t i = 0; i < d->batch; i++) {
+        /* Only the headers of datagrams received last time were written by the kernel. */
+        for (size_t i = 0; i < d->rx_used; i++) {
             struct msghdr *h = &d->rx_msgs[i].msg_hdr;
             h->msg_namelen = (socklen_t)sizeof(d->rx_addr[i].u);
             h->msg_controllen = DRV_CTRL_LEN;
             h->msg_flags = 0;
         }
+        d->rx_used = 0;
         int n = recvmmsg(s->fd, d->rx_msgs, (unsigned)d->batch, MSG_DONTWAIT, NULL);
         if (n < 0) {
             if (errno == EINTR) {
@@ -226,12 +229,13 @@ static void receive(drv_socket *s)
         }
         if (n == 0)
             break;
+        d->rx_used = (size_t)n;
         uint64_t now = itr_now_ns();
         stat_add(&d->st.recv_batches, 1);
         stat_add(&d->st.recv_packets, (uint64_t)n);
+        /* The kernel's drop counter is cumulative: the newest datagram's value is enough. */
+        count_overflow(s, &d->rx_msgs[n - 1].msg_hdr);
         for (int i = 0; i < n; i++) {
-            struct msghdr *h = &d->rx_msgs[i].msg_hdr;
-            count_overflow(s, h);
             d->rx_addr[i].local = s->index;
             (void)itr_endpoint_recv(d->ep, &d->rx_addr[i], d->rx_buf + (size_t)i * DRV_RX_BUF_LEN,
                                     d->rx_msgs[i].msg_len, now);
@@ -314,6 +318,7 @@ int itr_driver_new(itr_driver **out, itr_loop *loop, itr_endpoint *ep, size_t ba
         h->msg_iovlen = 1;
         h->msg_control = d->rx_ctrl + i * DRV_CTRL_LEN;
     }
+    d->rx_used = batch; /* the first receive initializes every header */
     itr_timer_init(&d->expiry, on_expiry, d);
     *out = d;
     return ITR_OK;
