@@ -450,13 +450,19 @@ static void topics_clear(gw_sink *s)
     }
 }
 
-static rd_kafka_resp_err_t produce_record(gw_sink *s, const gw_spool_record *rec, struct kmsg *km)
+/* rendered: rec comes from render(), whose topic is checked and NUL-terminated already. */
+static rd_kafka_resp_err_t produce_record(gw_sink *s, const gw_spool_record *rec, struct kmsg *km,
+                                          int rendered)
 {
-    char topic[KAFKA_TOPIC_MAX + 1];
-    if (!topic_name_valid(rec->topic, rec->topic_len))
-        return RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
-    memcpy(topic, rec->topic, rec->topic_len);
-    topic[rec->topic_len] = 0;
+    char copy[KAFKA_TOPIC_MAX + 1];
+    const char *topic = rec->topic;
+    if (!rendered) {
+        if (!topic_name_valid(rec->topic, rec->topic_len))
+            return RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+        memcpy(copy, rec->topic, rec->topic_len);
+        copy[rec->topic_len] = 0;
+        topic = copy;
+    }
     rd_kafka_headers_t *hdrs = NULL;
     if (rec->header_count) {
         hdrs = rd_kafka_headers_new(rec->header_count);
@@ -796,7 +802,7 @@ static int dispatch(gw_sink *s, struct pend *e)
     km->d = e->d;
     km->replay = e->d == NULL;
     km->spool_id = e->spool_id;
-    rd_kafka_resp_err_t err = produce_record(s, rec, km);
+    rd_kafka_resp_err_t err = produce_record(s, rec, km, rec == &r->rec);
     if (err) {
         km_put(s, km);
         return produce_failed(s, e, rec, err);
@@ -859,7 +865,7 @@ static void replay(gw_sink *s)
         }
         km->replay = 1;
         km->spool_id = id;
-        rd_kafka_resp_err_t err = produce_record(s, &rec, km);
+        rd_kafka_resp_err_t err = produce_record(s, &rec, km, 0);
         if (err) {
             km_put(s, km);
             /* Keep it in memory (the spool's read position moved on), first in line. */
