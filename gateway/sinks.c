@@ -44,12 +44,13 @@
 #define LOG_INTERVAL_NS (10ull * 1000 * 1000 * 1000) /* sink error log lines: 1 per 10 s */
 
 const char *const gw_sink_reason_names[GW_REASON_COUNT] = {
-    "queue_full",          "draining",  "shutdown",    "message_too_large",
-    "invalid_destination", "sink_down", "broker_down", "other",
+    "queue_full",  "draining", "shutdown", "message_too_large", "invalid_destination", "sink_down",
+    "broker_down", "rejected", "other",
 };
 
 const char *const gw_sink_stage_names[GW_STAGE_COUNT] = {
-    "open", "connect", "write", "fsync", "rotate", "delivery", "spool", "dead_letter", "other",
+    "open",        "connect", "write", "fsync",    "rotate",   "delivery", "spool",
+    "dead_letter", "timeout", "tls",   "http_4xx", "http_429", "http_5xx", "other",
 };
 
 const double gw_sink_latency_bounds[GW_LATENCY_BUCKETS] = {

@@ -62,6 +62,7 @@ enum {
     GW_REASON_INVALID_DESTINATION,
     GW_REASON_SINK_DOWN,   /* Realtime delivery refused by a failing sink */
     GW_REASON_BROKER_DOWN, /* Realtime delivery discarded while the Kafka brokers are down */
+    GW_REASON_REJECTED,    /* the destination refused it for good (webhook 4xx) */
     GW_REASON_OTHER,
     GW_REASON_COUNT
 };
@@ -77,6 +78,11 @@ enum {
     GW_STAGE_DELIVERY,
     GW_STAGE_SPOOL,
     GW_STAGE_DEAD_LETTER,
+    GW_STAGE_TIMEOUT,  /* no answer in time (webhook) */
+    GW_STAGE_TLS,      /* TLS handshake or certificate verification */
+    GW_STAGE_HTTP_4XX, /* webhook: permanent refusal */
+    GW_STAGE_HTTP_429, /* webhook: rate limited, retried after Retry-After */
+    GW_STAGE_HTTP_5XX, /* webhook: server error, retried */
     GW_STAGE_OTHER,
     GW_STAGE_COUNT
 };

@@ -543,10 +543,11 @@ int gw_publish(struct gw_gateway *g, const gw_publish_req *req)
 /* ---- sinks.h (status side only) ---- */
 
 const char *const gw_sink_reason_names[GW_REASON_COUNT] = {
-    "queue_full",          "draining",  "shutdown",    "message_too_large",
-    "invalid_destination", "sink_down", "broker_down", "other"};
+    "queue_full",  "draining", "shutdown", "message_too_large", "invalid_destination", "sink_down",
+    "broker_down", "rejected", "other"};
 const char *const gw_sink_stage_names[GW_STAGE_COUNT] = {
-    "open", "connect", "write", "fsync", "rotate", "delivery", "spool", "dead_letter", "other"};
+    "open",        "connect", "write", "fsync",    "rotate",   "delivery", "spool",
+    "dead_letter", "timeout", "tls",   "http_4xx", "http_429", "http_5xx", "other"};
 const double gw_sink_latency_bounds[GW_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
