@@ -166,8 +166,9 @@ typedef struct gw_worker {
     int staged;              /* deliveries staged since the last commit */
     uint64_t last_commit_ns; /* itr_now_ns() of the last commit (pacing) */
     itr_timer commit_timer;  /* armed while staged deliveries wait for the pacing interval */
-    uint64_t wall_offset;    /* itr_wall_ns() - itr_now_ns() at the last batch (mod 2^64) */
-    uint64_t poll_now;       /* itr_now_ns() of the completion poll running (acks) */
+    uint64_t wall_offset;    /* itr_wall_ns() - itr_now_ns() (mod 2^64), read at wall_read_ns */
+    uint64_t wall_read_ns;
+    uint64_t poll_now; /* itr_now_ns() of the completion poll running (acks) */
     _Atomic int running;
 } gw_worker;
 
