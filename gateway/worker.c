@@ -627,6 +627,8 @@ int gw_worker_init(gw_worker *w, gw_gateway *g, unsigned index, char *err, size_
     memset(w, 0, sizeof(*w));
     w->g = g;
     w->index = index;
+    /* Before anything can fail: gw_worker_destroy cancels it. */
+    itr_timer_init(&w->commit_timer, on_commit_timer, w);
     for (size_t i = 0; i < GW_MAX_LISTEN; i++)
         w->fds[i] = -1;
     pthread_mutex_init(&w->mbox_mu, NULL);
@@ -702,7 +704,6 @@ int gw_worker_init(gw_worker *w, gw_gateway *g, unsigned index, char *err, size_
         }
     }
     itr_timer_init(&w->pub_timer, on_pub_timer, w);
-    itr_timer_init(&w->commit_timer, on_commit_timer, w);
     itr_loop_on_wake(w->loop, on_wake, w);
     return ITR_OK;
 }

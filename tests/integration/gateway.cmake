@@ -1,5 +1,6 @@
 # End-to-end tests of the daemon (real gateway, bench, send and file sink processes).
-foreach(case reliable_file two_workers sighup sigterm_under_load reject_unknown disk_full)
+foreach(case reliable_file two_workers sighup sigterm_under_load reject_unknown disk_full
+             port_in_use)
   intentra_script_test(e2e_${case}
     COMMAND python3 ${CMAKE_CURRENT_LIST_DIR}/gateway_e2e.py ${case}
     TIMEOUT 240)

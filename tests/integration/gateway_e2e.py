@@ -282,6 +282,31 @@ def case_disk_full():
               "nothing acknowledged lost" % (res1["offered"], res2["acknowledged"], res2["offered"]))
 
 
+def case_port_in_use():
+    """A listen port another socket holds: the gateway exits with a clear error naming the
+    address, cleanly (no crash or sanitizer report while tearing the half-built worker
+    down)."""
+    import socket
+    with H.Harness("e2e-port") as h:
+        cfg, udp, _ = h.gateway_config()
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            holder.bind(("127.0.0.1", udp))
+            r = run([H.binary("intentra-gateway"), "-c", cfg], capture_output=True, timeout=60)
+        finally:
+            holder.close()
+        err = (r.stdout + r.stderr).decode(errors="replace")
+        if r.returncode <= 0:
+            H.fail("expected a failure exit, got %d:\n%s" % (r.returncode, err[-2000:]))
+        if "cannot bind" not in err or ("127.0.0.1:%d" % udp) not in err:
+            H.fail("no error naming the address:\n%s" % err[-2000:])
+        for bad in ("runtime error", "AddressSanitizer", "LeakSanitizer"):
+            if bad in err:
+                H.fail("%s while failing to start:\n%s" % (bad, err[-3000:]))
+        print("ok: port in use: exit %d, %s" % (r.returncode,
+                                                 [l for l in err.splitlines() if "cannot bind" in l][0][-160:]))
+
+
 CASES = {
     "reliable_file": case_reliable_file,
     "two_workers": case_two_workers,
@@ -289,6 +314,7 @@ CASES = {
     "sigterm_under_load": case_sigterm_under_load,
     "reject_unknown": case_reject_unknown,
     "disk_full": case_disk_full,
+    "port_in_use": case_port_in_use,
 }
 
 if __name__ == "__main__":
