@@ -128,6 +128,11 @@ typedef struct gw_connector {
     void (*close)(gw_sink *s);
 } gw_connector;
 
+/* For a connector's flush(): run the sink loop once, for at most 100 ms and never past
+ * deadline_ns. Returns 0 after it ran, ITR_ERR_WOULDBLOCK once the deadline has passed,
+ * ITR_ERR_IO when the loop failed. (connectors/registry.c) */
+int gw_sink_run_until(itr_loop *loop, uint64_t deadline_ns);
+
 /* Registry (connectors/registry.c). */
 const gw_connector *gw_connector_find(const char *type);
 /* Comma-separated list of known types, for error messages. */

@@ -25,6 +25,15 @@ const gw_connector *gw_connector_find(const char *type)
     return NULL;
 }
 
+int gw_sink_run_until(itr_loop *loop, uint64_t deadline_ns)
+{
+    uint64_t now = itr_now_ns();
+    if (now >= deadline_ns)
+        return ITR_ERR_WOULDBLOCK;
+    uint64_t wait_ms = (deadline_ns - now + 999999) / 1000000;
+    return itr_loop_run_once(loop, (int)(wait_ms > 100 ? 100 : wait_ms)) < 0 ? ITR_ERR_IO : 0;
+}
+
 const char *gw_connector_types(void)
 {
     return "file, null, kafka, webhook, redis";

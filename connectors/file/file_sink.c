@@ -848,13 +848,10 @@ static int file_flush(gw_sink *s, uint64_t deadline_ns)
         }
         if (!s->pend_n && !s->wait_n && !s->rewrite_wait && !s->failing)
             return 0;
-        uint64_t now = itr_now_ns();
-        if (now >= deadline_ns)
-            return ITR_ERR_WOULDBLOCK;
         /* Failing: wait for retry_due (it runs file_process) but not past the deadline. */
-        uint64_t wait_ms = (deadline_ns - now + 999999) / 1000000;
-        if (itr_loop_run_once(s->env->loop, (int)(wait_ms > 100 ? 100 : wait_ms)) < 0)
-            return ITR_ERR_IO;
+        int rc = gw_sink_run_until(s->env->loop, deadline_ns);
+        if (rc)
+            return rc;
     }
 }
 

@@ -1194,16 +1194,9 @@ static int webhook_flush(gw_sink *s, uint64_t deadline_ns)
         pump(s);
         if (!s->held)
             break;
-        uint64_t now = itr_now_ns();
-        if (now >= deadline_ns) {
-            rc = ITR_ERR_WOULDBLOCK;
+        rc = gw_sink_run_until(s->env->loop, deadline_ns);
+        if (rc)
             break;
-        }
-        uint64_t wait_ms = (deadline_ns - now + 999999) / 1000000;
-        if (itr_loop_run_once(s->env->loop, (int)(wait_ms > 100 ? 100 : wait_ms)) < 0) {
-            rc = ITR_ERR_IO;
-            break;
-        }
     }
     s->flushing = 0;
     return rc;

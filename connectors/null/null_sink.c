@@ -121,12 +121,9 @@ static int null_flush(gw_sink *s, uint64_t deadline_ns)
     /* Waiting out the delay is the point of a slow sink: run the loop until the FIFO is
      * empty or the deadline passes. */
     while (s->count) {
-        uint64_t now = itr_now_ns();
-        if (now >= deadline_ns)
-            return ITR_ERR_WOULDBLOCK;
-        uint64_t wait_ms = (deadline_ns - now + 999999) / 1000000;
-        if (itr_loop_run_once(s->env->loop, (int)(wait_ms > 100 ? 100 : wait_ms)) < 0)
-            return ITR_ERR_IO;
+        int rc = gw_sink_run_until(s->env->loop, deadline_ns);
+        if (rc)
+            return rc;
     }
     return 0;
 }
