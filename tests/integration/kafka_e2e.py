@@ -13,7 +13,6 @@ kafka-mock-broker, and kcat reading the results back. Usage: kafka_e2e.py CASE.
 Every case starts what it needs on free loopback ports, bounds every wait, and stops every
 process it started (tests/lib/harness.py).
 """
-import json
 import os
 import re
 import signal
@@ -122,34 +121,6 @@ def check_records(recs, expect_peers=None):
                                 expect_peers=expect_peers)
 
 
-def sink_state(h, adm):
-    """The kafka sink's entry of GET /v1/sinks."""
-    with open(h.path("admin.token")) as f:
-        token = f.read().strip()
-    status, _, body = H.http("GET", "http://127.0.0.1:%d/v1/sinks" % adm, token=token)
-    if status != 200:
-        H.fail("GET /v1/sinks: %s %r" % (status, body))
-    items = body if isinstance(body, list) else body.get("sinks", [])
-    for s in items:
-        if s.get("name") == "kafka":
-            return s
-    H.fail("no kafka sink in GET /v1/sinks: %r" % body)
-
-
-def wait_state(h, adm, states, timeout=15):
-    return H.wait_until(lambda: sink_state(h, adm)["state"] in states and sink_state(h, adm),
-                        timeout, "the kafka sink to be %s" % "/".join(states), interval=0.2)
-
-
-def acked_set(path):
-    acked = set()
-    with open(path) as f:
-        for line in f:
-            p, s = line.split()
-            acked.add((int(p), int(s)))
-    return acked
-
-
 def bench_keys(recs):
     """(bench peer index, bench seq) of every record, with repeats."""
     return [H.bench_payload_ok(payload) for _, _, payload in recs]
@@ -188,40 +159,26 @@ def case_exactly_once():
             H.fail("gateway exit status %s" % g.p.returncode)
 
 
-def run_bench_async(h, udp, key, ack_log, *args):
-    argv = [H.binary("intentra-bench"), "--gateway", "127.0.0.1:%d" % udp, "--gateway-key", key,
-            "--json", "--ack-log", ack_log] + [str(a) for a in args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def bench_result(p, timeout=300):
-    out, err = p.communicate(timeout=timeout)
-    lines = out.decode().strip().splitlines()
-    if not lines:
-        H.fail("intentra-bench printed nothing:\n%s" % err.decode(errors="replace")[-3000:])
-    return json.loads(lines[-1])
-
-
 def case_broker_down():
     with H.Harness("kafka-e2e-down") as h:
         b = Broker(h, TOPIC + ":32")
         cfg, udp, adm = kafka_config(h, b.bootstrap)
         g = h.start_gateway(cfg)
         ack_log = h.path("acked.txt")
-        bench = run_bench_async(h, udp, g.public_key, ack_log, "--peers", 50, "--rate", 100,
+        bench = H.bench_async(udp, g.public_key, ack_log, "--peers", 50, "--rate", 100,
                                 "--duration", 20, "--topic", "sim.tick", "--intent", "reliable",
                                 "--linger", 40)
         time.sleep(4)
         b.cmd("down 1")
         t0 = time.monotonic()
-        st = wait_state(h, adm, ("down",))
+        st = H.wait_sink_state(h, adm, "kafka", ("down",))
         if not re.search(r"brokers down|Connection refused|Disconnected", st["last_error"] or ""):
             H.fail("sink down without a clear error: %r" % st["last_error"])
         time.sleep(max(0, 10 - (time.monotonic() - t0)))
         b.cmd("up 1")
-        wait_state(h, adm, ("up",), timeout=20)
-        res = bench_result(bench)
-        acked = acked_set(ack_log)
+        H.wait_sink_state(h, adm, "kafka", ("up",), timeout=20)
+        res = H.bench_result(bench)
+        acked = H.acked_set(ack_log)
         if len(acked) != res["acknowledged"]:
             H.fail("ack log has %d entries, bench says %d" % (len(acked), res["acknowledged"]))
         recs = read_topic(b.bootstrap, TOPIC)
@@ -249,12 +206,12 @@ def case_sigkill_spool():
                                      dead_letter_file=h.path("dead.jsonl"))
         g = h.start_gateway(cfg)
         ack_log = h.path("acked.txt")
-        bench = run_bench_async(h, udp, g.public_key, ack_log, "--peers", 20, "--rate", 200,
+        bench = H.bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 200,
                                 "--duration", 12, "--topic", "sim.tick", "--intent", "reliable",
                                 "--linger", 5)
         time.sleep(3)
         b.cmd("down 1")
-        wait_state(h, adm, ("degraded",))
+        H.wait_sink_state(h, adm, "kafka", ("degraded",))
         # Acknowledgements continue during the outage: the disk buffer takes the messages.
         n_before = sum(1 for _ in open(ack_log)) if os.path.exists(ack_log) else 0
         time.sleep(4)
@@ -263,8 +220,8 @@ def case_sigkill_spool():
             H.fail("no acknowledgements during the outage with the disk buffer on (%d -> %d)" % (n_before, n_during))
         g.kill(signal.SIGKILL)
         g.p.wait(10)
-        res = bench_result(bench)
-        acked = acked_set(ack_log)
+        res = H.bench_result(bench)
+        acked = H.acked_set(ack_log)
         spool = os.listdir(h.path("spool"))
         if not any(f.startswith("spool-") for f in spool):
             H.fail("no disk buffer segments after the outage: %r" % spool)
@@ -315,7 +272,7 @@ def case_reverse():
                            input=lines.encode(), capture_output=True, timeout=30)
         if r.returncode != 0:
             H.fail("kcat -P failed: %s" % r.stderr.decode(errors="replace"))
-        res = bench_result(bench)
+        res = H.bench_result(bench)
         if res["received"] != n:
             H.fail("peers received %d of %d records" % (res["received"], n))
         print("ok: reverse path delivered %d Kafka records to %d peers" % (res["received"], n))

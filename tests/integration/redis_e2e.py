@@ -186,48 +186,6 @@ def redis_config(h, port, **extra):
                  "sinks": [{"sink": "redis", "destination": "fleet.{shard}.{topic}"}]}])
 
 
-def run_bench_async(udp, key, ack_log, *args):
-    argv = [H.binary("intentra-bench"), "--gateway", "127.0.0.1:%d" % udp, "--gateway-key", key,
-            "--json", "--ack-log", ack_log] + [str(a) for a in args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def bench_result(p, timeout=300):
-    out, err = p.communicate(timeout=timeout)
-    lines = out.decode().strip().splitlines()
-    if not lines:
-        H.fail("intentra-bench printed nothing:\n%s" % err.decode(errors="replace")[-3000:])
-    return json.loads(lines[-1])
-
-
-def acked_set(path):
-    acked = set()
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                p, s = line.split()
-                acked.add((int(p), int(s)))
-    return acked
-
-
-def sink_state(h, adm):
-    with open(h.path("admin.token")) as f:
-        token = f.read().strip()
-    status, _, body = H.http("GET", "http://127.0.0.1:%d/v1/sinks" % adm, token=token)
-    if status != 200:
-        H.fail("GET /v1/sinks: %s %r" % (status, body))
-    items = body if isinstance(body, list) else body.get("sinks", [])
-    for s in items:
-        if s.get("name") == "redis":
-            return s
-    H.fail("no redis sink in GET /v1/sinks: %r" % body)
-
-
-def wait_state(h, adm, states, timeout=15):
-    return H.wait_until(lambda: sink_state(h, adm)["state"] in states and sink_state(h, adm),
-                        timeout, "the redis sink to be %s" % "/".join(states), interval=0.1)
-
-
 def case_stream():
     with H.Harness("redis-e2e-stream") as h:
         r = Redis(h)
@@ -298,20 +256,20 @@ def case_restart():
         cfg, udp, adm = redis_config(h, r.port, mode="stream")
         g = h.start_gateway(cfg)
         ack_log = h.path("acked.txt")
-        bench = run_bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 100,
+        bench = H.bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 100,
                                 "--duration", 12, "--topic", "sim.tick", "--intent", "reliable",
                                 "--linger", 40)
         time.sleep(3)
         r.shutdown_save()
         t0 = time.monotonic()
-        st = wait_state(h, adm, ("down",))
+        st = H.wait_sink_state(h, adm, "redis", ("down",))
         if "127.0.0.1:%d" % r.port not in (st.get("last_error") or ""):
             H.fail("sink down without a clear error: %r" % st.get("last_error"))
         time.sleep(max(0, 3 - (time.monotonic() - t0)))
         r.start("redis-server-2")
-        wait_state(h, adm, ("up",), timeout=20)
-        res = bench_result(bench)
-        acked = acked_set(ack_log)
+        H.wait_sink_state(h, adm, "redis", ("up",), timeout=20)
+        res = H.bench_result(bench)
+        acked = H.acked_set(ack_log)
         if len(acked) != res["acknowledged"]:
             H.fail("ack log has %d entries, bench says %d" % (len(acked), res["acknowledged"]))
         entries = read_stream(r, STREAM)
@@ -385,7 +343,7 @@ def case_auth():
         cfg, udp, adm = redis_config(h, r.port, mode="stream", username="gw",
                                      password=pw + "-gw", database=3)
         g = h.start_gateway(cfg)
-        wait_state(h, adm, ("up",))
+        H.wait_sink_state(h, adm, "redis", ("up",))
         res = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 2,
                       "--topic", "sim.tick", "--intent", "reliable", "--linger", 20)
         if res["acknowledged"] != res["offered"]:
@@ -399,8 +357,8 @@ def case_auth():
         # A wrong password: the sink stays down with a clear error that does not show it.
         cfg2, udp2, adm2 = redis_config(h, r.port, mode="stream", password="wrong-" + pw)
         g2 = h.start_gateway(cfg2, name="gateway2")
-        st = H.wait_until(lambda: (sink_state(h, adm2).get("last_error") or "") and
-                          sink_state(h, adm2), 15, "the AUTH failure to be reported")
+        st = H.wait_until(lambda: (H.sink_state(h, adm2, "redis").get("last_error") or "") and
+                          H.sink_state(h, adm2, "redis"), 15, "the AUTH failure to be reported")
         if st["state"] != "down" and st["state"] != "starting":
             H.fail("sink state %r with a wrong password" % st["state"])
         if "AUTH refused" not in st["last_error"]:
@@ -429,7 +387,7 @@ def case_realtime():
         r = Redis(h)
         cfg, udp, adm = redis_config(h, r.port, mode="stream")
         g = h.start_gateway(cfg)
-        wait_state(h, adm, ("up",))
+        H.wait_sink_state(h, adm, "redis", ("up",))
         res = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 2,
                       "--topic", "sim.tick", "--intent", "realtime", "--linger", 5)
         # Realtime over loopback UDP: allow the rare datagram the kernel drops.
@@ -438,7 +396,7 @@ def case_realtime():
                 any(e["intent"] != b"realtime" for e in got):
             H.fail("connected: %d Realtime entries for %d sent" % (len(got), res["sent"]))
         r.shutdown_save()
-        wait_state(h, adm, ("down",))
+        H.wait_sink_state(h, adm, "redis", ("down",))
         res2 = h.bench(udp, g.public_key, "--peers", 2, "--rate", 50, "--duration", 2,
                        "--topic", "sim.tick", "--intent", "realtime", "--linger", 5)
         n = H.wait_until(lambda: discarded_sink_down(h, adm) >= 0.95 * res2["sent"] and

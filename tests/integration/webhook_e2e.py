@@ -202,30 +202,6 @@ def webhook_config(h, srv, **extra):
                  "sinks": [{"sink": "hooks"}]}])
 
 
-def run_bench_async(udp, key, ack_log, *args):
-    argv = [H.binary("intentra-bench"), "--gateway", "127.0.0.1:%d" % udp, "--gateway-key", key,
-            "--json", "--ack-log", ack_log] + [str(a) for a in args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def bench_result(p, timeout=300):
-    out, err = p.communicate(timeout=timeout)
-    lines = out.decode().strip().splitlines()
-    if not lines:
-        H.fail("intentra-bench printed nothing:\n%s" % err.decode(errors="replace")[-3000:])
-    return json.loads(lines[-1])
-
-
-def acked_set(path):
-    acked = set()
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                p, s = line.split()
-                acked.add((int(p), int(s)))
-    return acked
-
-
 def analyse(srv, acked):
     """Check what arrived with a 2xx against the acknowledged set; returns a summary dict."""
     rec = srv.rec
@@ -258,19 +234,6 @@ def analyse(srv, acked):
             "requests": total, "connections": conns}
 
 
-def sink_state(h, adm):
-    with open(h.path("admin.token")) as f:
-        token = f.read().strip()
-    status, _, body = H.http("GET", "http://127.0.0.1:%d/v1/sinks" % adm, token=token)
-    if status != 200:
-        H.fail("GET /v1/sinks: %s %r" % (status, body))
-    items = body if isinstance(body, list) else body.get("sinks", [])
-    for s in items:
-        if s.get("name") == "hooks":
-            return s
-    H.fail("no hooks sink in GET /v1/sinks: %r" % body)
-
-
 def case_exactly_once():
     srv = Server()
     try:
@@ -278,13 +241,13 @@ def case_exactly_once():
             cfg, udp, _ = webhook_config(h, srv)
             g = h.start_gateway(cfg)
             ack_log = h.path("acked.txt")
-            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 200,
+            b = H.bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 200,
                                 "--duration", 5, "--size", 128, "--topic", "sim.tick",
                                 "--intent", "reliable", "--linger", 20)
-            res = bench_result(b)
+            res = H.bench_result(b)
             if res["connected"] != 20:
                 H.fail("only %d of 20 peers connected" % res["connected"])
-            acked = acked_set(ack_log)
+            acked = H.acked_set(ack_log)
             if len(acked) != res["acknowledged"]:
                 H.fail("ack log has %d entries, bench says %d" % (len(acked), res["acknowledged"]))
             if res["acknowledged"] != res["offered"] or res["offered"] < 20000:
@@ -316,18 +279,17 @@ def case_outage_503():
             cfg, udp, adm = webhook_config(h, srv)
             g = h.start_gateway(cfg)
             ack_log = h.path("acked.txt")
-            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 100,
+            b = H.bench_async(udp, g.public_key, ack_log, "--peers", 20, "--rate", 100,
                                 "--duration", 8, "--topic", "sim.tick", "--intent", "reliable",
                                 "--linger", 30)
             time.sleep(2)
             srv.control(status=503, seconds=3)
-            st = H.wait_until(lambda: (lambda s: s["state"] == "degraded" and s)(sink_state(h, adm)),
-                              3, "the sink to report degraded", interval=0.1)
+            st = H.wait_sink_state(h, adm, "hooks", ("degraded",), timeout=3)
             if "503" not in (st.get("last_error") or ""):
                 H.fail("degraded without the 503 in last_error: %r" % st.get("last_error"))
-            res = bench_result(b)
-            H.wait_until(lambda: sink_state(h, adm)["state"] == "up", 20, "the sink to be up")
-            acked = acked_set(ack_log)
+            res = H.bench_result(b)
+            H.wait_sink_state(h, adm, "hooks", ("up",), timeout=20)
+            acked = H.acked_set(ack_log)
             a = analyse(srv, acked)
             with srv.rec.lock:
                 failed_ids = {r["id"] for r in srv.rec.requests if r["status"] == 503}
@@ -357,10 +319,10 @@ def case_retry_after():
             g = h.start_gateway(cfg)
             srv.control(status=429, count=1, retry_after="1")
             ack_log = h.path("acked.txt")
-            res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 2, "--rate",
+            res = H.bench_result(H.bench_async(udp, g.public_key, ack_log, "--peers", 2, "--rate",
                                                20, "--duration", 2, "--topic", "t",
                                                "--intent", "reliable", "--linger", 15))
-            acked = acked_set(ack_log)
+            acked = H.acked_set(ack_log)
             a = analyse(srv, acked)
             with srv.rec.lock:
                 reqs = list(srv.rec.requests)
@@ -395,10 +357,10 @@ def case_dead_letter():
             g = h.start_gateway(cfg)
             srv.control(status=400, count=1)
             ack_log = h.path("acked.txt")
-            res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 4, "--rate",
+            res = H.bench_result(H.bench_async(udp, g.public_key, ack_log, "--peers", 4, "--rate",
                                                50, "--duration", 3, "--topic", "t",
                                                "--intent", "reliable", "--linger", 15))
-            acked = acked_set(ack_log)
+            acked = H.acked_set(ack_log)
             lines = H.read_jsonl(dlq)
             if len(lines) != 1:
                 H.fail("dead-letter file holds %d lines, expected 1" % len(lines))
@@ -461,7 +423,7 @@ def case_realtime_discard():
             g = h.start_gateway(cfg)
             srv.control(status=503, seconds=6)
             t_end = time.monotonic() + 6
-            res = bench_result(run_bench_async(udp, g.public_key, h.path("acked.txt"), "--peers",
+            res = H.bench_result(H.bench_async(udp, g.public_key, h.path("acked.txt"), "--peers",
                                                5, "--rate", 50, "--duration", 3, "--topic", "rt",
                                                "--intent", "realtime", "--linger", 2))
             H.wait_until(lambda: metric(h, adm, "intentra_gateway_sink_discarded_total",
@@ -478,7 +440,7 @@ def case_realtime_discard():
             # After the outage new Realtime messages get through.
             time.sleep(max(0, t_end + 0.5 - time.monotonic()))  # the outage is over
             srv.rec.requests = []
-            bench_result(run_bench_async(udp, g.public_key, h.path("acked2.txt"), "--peers", 2,
+            H.bench_result(H.bench_async(udp, g.public_key, h.path("acked2.txt"), "--peers", 2,
                                          "--rate", 20, "--duration", 1, "--topic", "rt",
                                          "--intent", "realtime", "--linger", 2))
             H.wait_until(lambda: srv.rec.ok_requests(), 10, "POSTs accepted after the outage")
@@ -602,11 +564,11 @@ def case_batch_limits():
                 cfg, udp, _ = webhook_config(h, srv, **extra)
                 g = h.start_gateway(cfg, name="gateway-%s" % "-".join(extra))
                 ack_log = h.path("acked-%d.txt" % len(out))
-                res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 4,
+                res = H.bench_result(H.bench_async(udp, g.public_key, ack_log, "--peers", 4,
                                                    "--rate", 50, "--duration", 2, "--size", 300,
                                                    "--topic", "t", "--intent", "reliable",
                                                    "--linger", 10))
-                acked = acked_set(ack_log)
+                acked = H.acked_set(ack_log)
                 a = analyse(srv, acked)
                 reqs = srv.rec.ok_requests()
                 if "batch_max_messages" in extra:
@@ -637,12 +599,12 @@ def case_mixed():
                                          retry_max_ms=300)
             g = h.start_gateway(cfg)
             ack_log = h.path("acked.txt")
-            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 4, "--rate", 100,
+            b = H.bench_async(udp, g.public_key, ack_log, "--peers", 4, "--rate", 100,
                                 "--duration", 4, "--mix", 0.5, "--topic", "m", "--linger", 20)
             time.sleep(1)
             srv.control(status=503, seconds=2)
-            res = bench_result(b)
-            acked = acked_set(ack_log)
+            res = H.bench_result(b)
+            acked = H.acked_set(ack_log)
             a = analyse(srv, acked)
             with srv.rec.lock:
                 by_id = {}
@@ -676,15 +638,15 @@ def case_sigterm():
             cfg, udp, _ = webhook_config(h, srv, linger_ms=20)
             g = h.start_gateway(cfg)
             ack_log = h.path("acked.txt")
-            b = run_bench_async(udp, g.public_key, ack_log, "--peers", 10, "--rate", 200,
+            b = H.bench_async(udp, g.public_key, ack_log, "--peers", 10, "--rate", 200,
                                 "--duration", 5, "--topic", "t", "--intent", "reliable",
                                 "--linger", 5, "--timeout", 3)
             time.sleep(2.5)
             rc = g.stop()
-            bench_result(b)
+            H.bench_result(b)
             if rc != 0:
                 H.fail("gateway exit status %s after SIGTERM" % rc)
-            acked = acked_set(ack_log)
+            acked = H.acked_set(ack_log)
             a = analyse(srv, acked)
             if not acked:
                 H.fail("nothing acknowledged before SIGTERM")
@@ -715,13 +677,13 @@ def case_tls():
                 cfg, udp, adm = webhook_config(h, srv, **extra)
                 g = h.start_gateway(cfg, name="gateway-" + name)
                 ack_log = h.path("acked-%s.txt" % name)
-                res = bench_result(run_bench_async(udp, g.public_key, ack_log, "--peers", 2,
+                res = H.bench_result(H.bench_async(udp, g.public_key, ack_log, "--peers", 2,
                                                    "--rate", 20, "--duration", 1, "--topic", "t",
                                                    "--intent", "reliable", "--linger", 3,
                                                    "--timeout", 3))
-                acked = acked_set(ack_log)
+                acked = H.acked_set(ack_log)
                 if name == "untrusted":
-                    st = sink_state(h, adm)
+                    st = H.sink_state(h, adm, "hooks")
                     if acked or srv.rec.requests:
                         H.fail("untrusted certificate: %d acknowledged, %d requests" %
                                (len(acked), len(srv.rec.requests)))

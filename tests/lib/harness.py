@@ -274,3 +274,55 @@ def http(method, url, body=None, token=None, headers=None, timeout=10):
         return status, hdrs, json.loads(raw)
     except ValueError:
         return status, hdrs, raw.decode(errors="replace")
+
+
+# ---- shared by the sink end-to-end tests (kafka, redis, webhook) ----
+
+def bench_async(udp_port, gateway_key, ack_log, *args):
+    """intentra-bench in the background with --json and --ack-log; see bench_result()."""
+    argv = [binary("intentra-bench"), "--gateway", "127.0.0.1:%d" % udp_port, "--gateway-key",
+            gateway_key, "--json", "--ack-log", ack_log] + [str(a) for a in args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def bench_result(p, timeout=300):
+    """The JSON summary of a bench_async() run, once it exits."""
+    out, err = p.communicate(timeout=timeout)
+    lines = out.decode().strip().splitlines()
+    if not lines:
+        fail("intentra-bench printed nothing:\n%s" % err.decode(errors="replace")[-3000:])
+    return json.loads(lines[-1])
+
+
+def acked_set(path):
+    """{(bench peer index, bench seq)} of an intentra-bench --ack-log file."""
+    acked = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                p, s = line.split()
+                acked.add((int(p), int(s)))
+    return acked
+
+
+def sink_state(h, admin_port, name):
+    """The entry of sink NAME in GET /v1/sinks (the token from the harness' admin.token)."""
+    with open(h.path("admin.token")) as f:
+        token = f.read().strip()
+    status, _, body = http("GET", "http://127.0.0.1:%d/v1/sinks" % admin_port, token=token)
+    if status != 200:
+        fail("GET /v1/sinks: %s %r" % (status, body))
+    items = body if isinstance(body, list) else body.get("sinks", [])
+    for s in items:
+        if s.get("name") == name:
+            return s
+    fail("no %s sink in GET /v1/sinks: %r" % (name, body))
+
+
+def wait_sink_state(h, admin_port, name, states, timeout=15, interval=0.1):
+    """Wait until sink NAME is in one of STATES; returns its GET /v1/sinks entry."""
+    def ready():
+        s = sink_state(h, admin_port, name)
+        return s["state"] in states and s
+    return wait_until(ready, timeout, "the %s sink to be %s" % (name, "/".join(states)),
+                      interval=interval)
