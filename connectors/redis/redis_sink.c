@@ -364,7 +364,9 @@ static size_t digits(size_t v)
 /* Returns the command length, 0 on ENOMEM. */
 static size_t resp_format(gw_sink *s, const struct argv_buf *a)
 {
-    size_t need = 1 + digits((size_t)a->argc) + 2;
+    /* +1: a NUL after the command. hiredis' redisAsyncFormattedCommand finds the command name
+     * with strchr(), which (strictly) reads a C string. */
+    size_t need = 1 + digits((size_t)a->argc) + 2 + 1;
     for (int i = 0; i < a->argc; i++)
         need += 1 + digits(a->n[i]) + 2 + a->n[i] + 2;
     if (need > s->cmd_cap) {
@@ -386,6 +388,7 @@ static size_t resp_format(gw_sink *s, const struct argv_buf *a)
         *o++ = '\r';
         *o++ = '\n';
     }
+    *o = '\0';
     return (size_t)(o - s->cmd);
 }
 
