@@ -354,6 +354,7 @@ out:
 }
 
 #ifdef FUZZ_ENDPOINT_STANDALONE
+#include "fuzz_replay.h"
 /* ---- seed corpus and replay without libFuzzer ---- */
 
 typedef struct seed {
@@ -471,19 +472,9 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--make-seeds") == 0)
         return make_seeds(argv[2]);
-    int n = 0;
-    for (int a = 1; a < argc; a++) {
-        static uint8_t buf[1 << 20];
-        FILE *fp = fopen(argv[a], "rb");
-        if (!fp) {
-            perror(argv[a]);
-            return 1;
-        }
-        size_t len = fread(buf, 1, sizeof(buf), fp);
-        fclose(fp);
-        LLVMFuzzerTestOneInput(buf, len);
-        n++;
-    }
+    int n = fuzz_replay_files(argc, argv);
+    if (n < 0)
+        return 1;
     printf("replayed %d inputs, %llu completed handshakes\n", n,
            (unsigned long long)completed_handshakes);
     return 0;

@@ -92,6 +92,7 @@ static void walk(const uint8_t *data, size_t size)
 }
 
 #ifdef FUZZ_SPOOL_STANDALONE
+#include "fuzz_replay.h"
 static int write_seed(const char *dir, const char *name, const uint8_t *p, size_t n)
 {
     char path[1024];
@@ -149,19 +150,9 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--make-seeds"))
         return make_seeds(argv[2]);
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) {
-            perror(argv[i]);
-            return 1;
-        }
-        static uint8_t buf[1 << 20];
-        size_t len = fread(buf, 1, sizeof(buf), f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, len);
-        n++;
-    }
+    int n = fuzz_replay_files(argc, argv);
+    if (n < 0)
+        return 1;
     printf("replayed %d inputs\n", n);
     return 0;
 }
