@@ -723,6 +723,7 @@ static int check_transport(gw_jctx *c, gw_config *cfg, const cJSON *root)
                                        "socket_receive_buffer_bytes",
                                        "socket_send_buffer_bytes",
                                        "batch_size",
+                                       "receive_coalesce_us",
                                        NULL};
     /* Same order as itr_cookie_mode. */
     static const char *const cookie_modes[] = {"off", "under_load", "always", NULL};
@@ -738,6 +739,7 @@ static int check_transport(gw_jctx *c, gw_config *cfg, const cJSON *root)
     t->socket_receive_buffer_bytes = (int)rcv;
     t->socket_send_buffer_bytes = (int)snd;
     t->batch_size = 64;
+    t->receive_coalesce_us = GW_RECEIVE_COALESCE_US_DEFAULT;
     if (!o)
         return ITR_OK;
     saved = gw_jctx_push_key(c, "transport");
@@ -768,7 +770,9 @@ static int check_transport(gw_jctx *c, gw_config *cfg, const cJSON *root)
             0 ||
         (r = gw_jget_u32(c, o, "socket_receive_buffer_bytes", 0, 1u << 30, 4u << 20, &rcv)) < 0 ||
         (r = gw_jget_u32(c, o, "socket_send_buffer_bytes", 0, 1u << 30, 4u << 20, &snd)) < 0 ||
-        (r = gw_jget_u32(c, o, "batch_size", 1, 1024, 64, &t->batch_size)) < 0)
+        (r = gw_jget_u32(c, o, "batch_size", 1, 1024, 64, &t->batch_size)) < 0 ||
+        (r = gw_jget_u32(c, o, "receive_coalesce_us", 0, ITR_RX_COALESCE_MAX_US,
+                         GW_RECEIVE_COALESCE_US_DEFAULT, &t->receive_coalesce_us)) < 0)
         return r;
     s->cookie_mode = (itr_cookie_mode)mode;
     /* Keys stay usable one minute past the rekey point, as with the defaults (120 s / 180 s). */

@@ -51,8 +51,14 @@ typedef struct gw_transport_config {
                                         is zero (the daemon loads key_file) and accept_handshakes 1 */
     int socket_receive_buffer_bytes; /* 0: system default */
     int socket_send_buffer_bytes;
-    uint32_t batch_size; /* datagrams per recvmmsg/sendmmsg */
+    uint32_t batch_size;          /* datagrams per recvmmsg/sendmmsg */
+    uint32_t receive_coalesce_us; /* itr_driver_set_rx_coalesce; 0: off */
 } gw_transport_config;
+
+/* Under steady load a worker waits this long after a short receive batch so the next one is
+ * fuller (itr_driver_set_rx_coalesce): bench/README.md measured about half the CPU per
+ * message at 200 k msgs/s for at most this + the timer slack of added queueing delay. */
+#define GW_RECEIVE_COALESCE_US_DEFAULT 50u
 
 /* "admin". Strings are NULL when unset. */
 typedef struct gw_admin_config {

@@ -328,6 +328,7 @@ static void render_transport(struct gw_gateway *g, gw_metrics_buf *b)
         dsum.send_batches += d.send_batches;
         dsum.send_errors += d.send_errors;
         dsum.send_blocked += d.send_blocked;
+        dsum.rx_coalesce_waits += d.rx_coalesce_waits;
     }
 
     /* The crate's nine names first (docs/METRICS.md has the mapping). */
@@ -414,6 +415,9 @@ static void render_transport(struct gw_gateway *g, gw_metrics_buf *b)
          dsum.send_errors},
         {"intentra_send_blocked_total", "Times a socket send buffer was full (EAGAIN).",
          dsum.send_blocked},
+        {"intentra_receive_coalesce_waits_total",
+         "Waits after a short receive batch under steady load (transport.receive_coalesce_us).",
+         dsum.rx_coalesce_waits},
     };
     for (size_t i = 0; i < sizeof(drv) / sizeof(drv[0]); i++) {
         gw_prom_family(b, drv[i].name, GW_PROM_COUNTER, drv[i].help);

@@ -675,6 +675,11 @@ int gw_worker_init(gw_worker *w, gw_gateway *g, unsigned index, char *err, size_
         return rc;
     }
     itr_driver_set_batch_hook(w->drv, on_batch, w);
+    rc = itr_driver_set_rx_coalesce(w->drv, tc->receive_coalesce_us);
+    if (rc != ITR_OK) {
+        snprintf(err, errlen, "transport.receive_coalesce_us: %s", itr_strerror(rc));
+        return rc;
+    }
 
     for (size_t i = 0; i < gw_config_listen_count(cfg) && i < GW_MAX_LISTEN; i++) {
         itr_addr a = *gw_config_listen_addr(cfg, i);

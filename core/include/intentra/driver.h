@@ -117,8 +117,9 @@ typedef struct itr_driver itr_driver;
 typedef struct itr_driver_stats {
     uint64_t kernel_drops; /* SO_RXQ_OVFL: datagrams the kernel dropped, socket buffer full */
     uint64_t recv_batches, recv_packets, send_batches, send_packets;
-    uint64_t send_errors;  /* sendmmsg failures other than EAGAIN */
-    uint64_t send_blocked; /* times the socket buffer was full (EAGAIN) */
+    uint64_t send_errors;       /* sendmmsg failures other than EAGAIN */
+    uint64_t send_blocked;      /* times the socket buffer was full (EAGAIN) */
+    uint64_t rx_coalesce_waits; /* receive coalescing waits (itr_driver_set_rx_coalesce) */
 } itr_driver_stats;
 
 /* batch: datagrams per recvmmsg/sendmmsg call (64). Errors: ITR_ERR_NOMEM, ITR_ERR_INVALID. */
@@ -133,6 +134,15 @@ ITR_API void itr_driver_set_batch_hook(itr_driver *d, void (*hook)(void *arg, ui
 /* After calling the endpoint from outside the driver's callbacks (send, ack, connect): flush
  * it, transmit its ring and re-arm its timer. Cheap; call it once per burst of calls. */
 ITR_API void itr_driver_kick(itr_driver *d);
+/* Receive coalescing, off (0) by default: after a recvmmsg that returned more than one but
+ * fewer than `batch` datagrams, sleep `usec` and read again instead of returning to the loop,
+ * so steady traffic is read in fuller batches with fewer system calls and wake-ups (the
+ * sender's wake-ups of this thread too). Costs up to `usec` (plus the kernel's timer slack,
+ * 50 us by default) of queueing delay per message under steady load; a batch of one datagram
+ * ends the coalescing, so sparse traffic is not delayed. Waits are counted in
+ * itr_driver_stats.rx_coalesce_waits. Errors: ITR_ERR_INVALID (usec > 1000). */
+#define ITR_RX_COALESCE_MAX_US 1000u
+ITR_API int itr_driver_set_rx_coalesce(itr_driver *d, uint32_t usec);
 /* Stop (1) or resume (0) reading the sockets, e.g. while draining on SIGTERM. */
 ITR_API void itr_driver_pause(itr_driver *d, int paused);
 /* Safe from any thread (relaxed atomics). */

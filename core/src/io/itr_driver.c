@@ -6,6 +6,15 @@
  * so the socket is reported again and other fds get their turn). After each batch: the batch
  * hook, itr_endpoint_flush, transmit.
  *
+ * Receive coalescing (itr_driver_set_rx_coalesce, off by default): a batch that found more
+ * than one datagram but not a full batch means traffic is flowing and the queue was just
+ * drained. Going straight back to epoll would take the next datagrams a few at a time, each
+ * time paying a readiness check, a recvmmsg and often a sleep and a wake-up, and the sender
+ * pays for waking us too. Instead the driver sleeps `usec` and reads again, so the next batch
+ * is fuller: a NIC's interrupt moderation, for a socket. A batch of one datagram (or none)
+ * ends it, so a quiet socket adds no latency and no extra wake-up; the wait counts as one of
+ * the DRV_FAIR_BATCHES rounds, so wakes and timers wait at most that many waits.
+ *
  * Transmit: the endpoint's ring is FIFO and only its oldest datagrams can be consumed, so the
  * driver sends the ring's head in runs of datagrams for the same socket, one sendmmsg per run.
  * EAGAIN leaves the rest queued and watches the socket for EPOLLOUT: transmission resumes when
@@ -23,6 +32,7 @@
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg, SO_RXQ_OVFL */
 #include <errno.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +65,7 @@ typedef struct drv_socket {
 /* Single writer (the loop thread), read from any thread: relaxed loads and stores suffice. */
 typedef struct drv_stats {
     _Atomic uint64_t kernel_drops, recv_batches, recv_packets, send_batches, send_packets;
-    _Atomic uint64_t send_errors, send_blocked;
+    _Atomic uint64_t send_errors, send_blocked, rx_coalesce_waits;
 } drv_stats;
 
 struct itr_driver {
@@ -77,7 +87,8 @@ struct itr_driver {
     uint8_t *rx_ctrl;
     struct iovec *rx_iov;
     struct mmsghdr *rx_msgs;
-    size_t rx_used; /* headers the kernel wrote in the last recvmmsg: reset before the next */
+    size_t rx_used;      /* headers the kernel wrote in the last recvmmsg: reset before the next */
+    long rx_coalesce_ns; /* 0: off (see the top of this file) */
     /* Transmit batch. */
     itr_datagram *tx_dg;
     struct iovec *tx_iov;
@@ -244,9 +255,15 @@ static void receive(drv_socket *s)
             d->hook(d->hook_arg, now);
         itr_endpoint_flush(d->ep, now);
         transmit(d);
-        /* A short batch means the queue was empty a moment ago: save the EAGAIN call. */
-        if ((size_t)n < d->batch)
-            break;
+        /* A short batch means the queue was empty a moment ago: save the EAGAIN call, or
+         * let more arrive first (coalescing, see the top of this file). */
+        if ((size_t)n < d->batch) {
+            if (d->rx_coalesce_ns == 0 || n < 2)
+                break;
+            struct timespec ts = {0, d->rx_coalesce_ns};
+            (void)nanosleep(&ts, NULL); /* EINTR: a shorter wait, harmless */
+            stat_add(&d->st.rx_coalesce_waits, 1);
+        }
     }
 }
 
@@ -384,6 +401,14 @@ void itr_driver_kick(itr_driver *d)
     rearm(d);
 }
 
+int itr_driver_set_rx_coalesce(itr_driver *d, uint32_t usec)
+{
+    if (usec > ITR_RX_COALESCE_MAX_US)
+        return ITR_ERR_INVALID;
+    d->rx_coalesce_ns = (long)usec * 1000;
+    return ITR_OK;
+}
+
 void itr_driver_pause(itr_driver *d, int paused)
 {
     d->paused = paused ? 1 : 0;
@@ -395,6 +420,7 @@ void itr_driver_stats_get(const itr_driver *d, itr_driver_stats *out)
 {
     out->kernel_drops = atomic_load_explicit(&d->st.kernel_drops, memory_order_relaxed);
     out->recv_batches = atomic_load_explicit(&d->st.recv_batches, memory_order_relaxed);
+    out->rx_coalesce_waits = atomic_load_explicit(&d->st.rx_coalesce_waits, memory_order_relaxed);
     out->recv_packets = atomic_load_explicit(&d->st.recv_packets, memory_order_relaxed);
     out->send_batches = atomic_load_explicit(&d->st.send_batches, memory_order_relaxed);
     out->send_packets = atomic_load_explicit(&d->st.send_packets, memory_order_relaxed);
