@@ -2,11 +2,13 @@
  * off a UDP socket with recvmmsg batches and no cryptography, no routing and no sink.
  *
  *   raw-udp-sink [--listen HOST:PORT] [--batch N] [--rcvbuf BYTES] [--stats-file PATH]
- *                [--duration SECONDS]
+ *                [--duration SECONDS] [--coalesce-us N]
  *
  * The socket is opened exactly like the gateway's (itr_udp_open: non-blocking, SO_RXQ_OVFL,
  * the same receive buffer) and read the same way (wait for readability, then recvmmsg until
- * EAGAIN), so the only difference to the gateway is the work done per datagram. The first
+ * EAGAIN, at most 8 batches per wake-up; with --coalesce-us, the gateway's receive coalescing:
+ * after a batch of 2..batch-1 datagrams sleep N us and read again), so the only difference to
+ * the gateway is the work done per datagram. The first
  * stdout line is "listening HOST:PORT"; on SIGTERM/SIGINT (or after --duration) one JSON line
  * with the totals follows. --stats-file exposes live counters (struct raw_stats below, native
  * endianness) through a shared mapping, so the benchmark runner can read them at the edges of
@@ -17,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,7 @@
 #include <intentra/intentra.h>
 
 #define MAX_BATCH       1024
+#define FAIR_BATCHES    8 /* like the driver's DRV_FAIR_BATCHES */
 #define CMSG_SPACE_OVFL CMSG_SPACE(sizeof(uint32_t))
 
 /* The live counters of --stats-file: five u64 in this order (the runner reads them with
@@ -52,13 +56,15 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: raw-udp-sink [--listen HOST:PORT] [--batch N] [--rcvbuf BYTES]\n"
-               "                    [--stats-file PATH] [--duration SECONDS]\n"
+               "                    [--stats-file PATH] [--duration SECONDS] [--coalesce-us N]\n"
                "Counts UDP datagrams with recvmmsg and no processing (the ingest ceiling).\n"
                "  --listen HOST:PORT   bind address (default 127.0.0.1:0: a free port)\n"
                "  --batch N            datagrams per recvmmsg (default 64, like the gateway)\n"
                "  --rcvbuf BYTES       SO_RCVBUF (default 4194304, like the gateway)\n"
                "  --stats-file PATH    live counters for the runner (5 x u64)\n"
-               "  --duration SECONDS   exit after this long (default: until SIGTERM)\n");
+               "  --duration SECONDS   exit after this long (default: until SIGTERM)\n"
+               "  --coalesce-us N      receive coalescing like the gateway's\n"
+               "                       transport.receive_coalesce_us (default 0: off)\n");
 }
 
 static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -125,7 +131,7 @@ static struct raw_stats *stats_map(const char *path)
 int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:0", *stats_path = NULL;
-    uint64_t batch = 64, rcvbuf = 4u << 20, duration_s = 0;
+    uint64_t batch = 64, rcvbuf = 4u << 20, duration_s = 0, coalesce_us = 0;
     struct raw_stats local, *shared = NULL;
     struct mmsghdr *msgs = NULL;
     struct iovec *iov = NULL;
@@ -158,6 +164,9 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(f, "--duration")) {
             if (parse_u64(f, v, 0, 86400, &duration_s))
+                return 2;
+        } else if (!strcmp(f, "--coalesce-us")) {
+            if (parse_u64(f, v, 0, ITR_RX_COALESCE_MAX_US, &coalesce_us))
                 return 2;
         } else {
             fprintf(stderr, "raw-udp-sink: unknown flag %s\n", f);
@@ -209,9 +218,10 @@ int main(int argc, char **argv)
         }
         if (pr <= 0)
             continue;
-        /* Drain like the gateway's driver: batches until the socket is empty; only the
-         * headers the kernel wrote last time are reset. */
-        for (;;) {
+        /* Drain like the gateway's driver: batches until the socket is empty, at most
+         * FAIR_BATCHES per wake-up (coalescing waits count); only the headers the kernel
+         * wrote last time are reset. */
+        for (int round = 0; round < FAIR_BATCHES; round++) {
             for (size_t i = 0; i < used; i++) {
                 iov[i].iov_base = bufs + i * ITR_MAX_PACKET;
                 iov[i].iov_len = ITR_MAX_PACKET;
@@ -252,8 +262,12 @@ int main(int argc, char **argv)
                 __atomic_store_n(&shared->first_ns, local.first_ns, __ATOMIC_RELAXED);
                 __atomic_store_n(&shared->last_ns, local.last_ns, __ATOMIC_RELAXED);
             }
-            if ((size_t)n < batch)
-                break;
+            if ((size_t)n < batch) {
+                if (coalesce_us == 0 || n < 2)
+                    break;
+                struct timespec ts = {0, (long)coalesce_us * 1000};
+                (void)nanosleep(&ts, NULL);
+            }
         }
     }
 

@@ -152,11 +152,13 @@ def gateway_run(peers, rate, duration, size=128, intent="realtime", sinks=None, 
 
 # ---- the raw UDP ceiling ----
 
-def raw_udp_run(rate_total, duration, wire, sources):
-    """raw-udp-sink fed by udp-blast at the same offered rate and datagram size."""
+def raw_udp_run(rate_total, duration, wire, sources, coalesce_us=0):
+    """raw-udp-sink fed by udp-blast at the same offered rate and datagram size; coalesce_us:
+    the gateway's receive coalescing (transport.receive_coalesce_us), 0 for none."""
     with bl.Harness("bench-raw") as h:
         stats = h.path("raw.stats")
-        sink = h.start("raw-udp-sink", [harness.binary("raw-udp-sink"), "--stats-file", stats])
+        sink = h.start("raw-udp-sink", [harness.binary("raw-udp-sink"), "--stats-file", stats,
+                                        "--coalesce-us", str(coalesce_us)])
         port = int(sink.wait_output(r"listening 127\.0\.0\.1:(\d+)").group(1))
         w = bl.Watch()
         try:
