@@ -9,6 +9,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#ifdef INTENTRA_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 #include <intentra/intentra.h>
 
 #include "config.h"
@@ -22,6 +25,32 @@ extern const char gw_default_config[];
 extern const size_t gw_default_config_len;
 
 #define GW_DEFAULT_ORIGIN "embedded default (conf/gateway.json)"
+
+/* The allocator serving this process's malloc, for --version and the start-up line: "jemalloc
+ * 5.3.0" only if jemalloc counted an allocation made through plain malloc (so a build linked
+ * with it, but whose malloc resolved elsewhere, says so), else "glibc". */
+static const char *allocator_name(void)
+{
+#ifdef INTENTRA_WITH_JEMALLOC
+    static char name[48];
+    const char *version = NULL;
+    uint64_t before = 0, after = 0;
+    size_t vlen = sizeof(version), len = sizeof(before);
+    if (mallctl("version", &version, &vlen, NULL, 0) == 0 && version &&
+        mallctl("thread.allocated", &before, &len, NULL, 0) == 0) {
+        void *volatile p = malloc(4096);
+        len = sizeof(after);
+        int rc = mallctl("thread.allocated", &after, &len, NULL, 0);
+        free(p);
+        if (rc == 0 && after > before) {
+            snprintf(name, sizeof(name), "jemalloc %.*s", (int)strcspn(version, "-"), version);
+            return name;
+        }
+        return "glibc (jemalloc linked but not serving malloc)";
+    }
+#endif
+    return "glibc";
+}
 
 static void usage(FILE *f)
 {
@@ -64,7 +93,7 @@ int main(int argc, char **argv)
             fwrite(gw_default_config, 1, gw_default_config_len, stdout);
             return 0;
         } else if (!strcmp(argv[i], "--version")) {
-            printf("intentra-gateway %s\n", INTENTRA_VERSION);
+            printf("intentra-gateway %s\nallocator %s\n", INTENTRA_VERSION, allocator_name());
             return 0;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -134,7 +163,8 @@ int main(int argc, char **argv)
         itr_hex_encode(hex, pub, ITR_KEY_LEN);
         gw_gateway_listen_addr(g, 0, addr, sizeof(addr));
         GW_LOG(GW_LOG_INFO, "started", GW_F_STR("version", INTENTRA_VERSION),
-               GW_F_STR("public_key", hex), GW_F_STR("listen", addr), GW_F_STR("config", path));
+               GW_F_STR("public_key", hex), GW_F_STR("listen", addr), GW_F_STR("config", path),
+               GW_F_STR("allocator", allocator_name()));
     }
 
     for (;;) {

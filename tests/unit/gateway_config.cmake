@@ -17,3 +17,13 @@ intentra_unit_test(test_config_nomem
   TIMEOUT 120)
 target_link_options(test_config_nomem PRIVATE
   -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc)
+# The daemon reports the allocator that really serves its malloc: jemalloc in a default build
+# (INTENTRA_JEMALLOC, bench/README.md says why), glibc's in sanitizer and fuzzer builds.
+if(INTENTRA_JEMALLOC)
+  set(_alloc "jemalloc [0-9]")
+else()
+  set(_alloc "glibc")
+endif()
+add_test(NAME gateway_version COMMAND intentra-gateway --version)
+set_tests_properties(gateway_version PROPERTIES LABELS unit TIMEOUT 30
+  PASS_REGULAR_EXPRESSION "intentra-gateway [0-9.]+\nallocator ${_alloc}")
