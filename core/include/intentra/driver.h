@@ -104,6 +104,23 @@ ITR_API int itr_udp_local_addr(int fd, itr_addr *out);
  * granted: half is its bookkeeping allowance), to show operators what they actually got.
  * Either pointer may be NULL. Errors: ITR_ERR_IO. */
 ITR_API int itr_udp_buffer_sizes(int fd, int *rcvbuf_bytes, int *sndbuf_bytes);
+/* UDP GSO batching for sendmmsg (used by the driver; exported for load generators). Fills
+ * msgs[0..m) from dg[0..n): with gso, consecutive datagrams for the same address (and
+ * .local) with the same length, the last possibly shorter, share one message with a
+ * UDP_SEGMENT control message: at most ITR_GSO_MAX_SEGMENTS datagrams and ITR_GSO_MAX_BYTES
+ * bytes per message, and only datagrams of 1..ITR_GSO_MAX_SEGMENT bytes (a segment must fit
+ * the path MTU: 1,200 bytes fits any IPv6 path). Without gso, one message per datagram.
+ * Caller-owned arrays: msgs and counts with room for n entries, iov for n, ctrl for
+ * n x ITR_GSO_CTRL_LEN bytes; counts[i] is the number of datagrams in msgs[i]. The messages
+ * point into dg and its data, which must stay put until sent. Returns m. */
+#define ITR_GSO_MAX_SEGMENTS 64u    /* the kernel's UDP_MAX_SEGMENTS */
+#define ITR_GSO_MAX_BYTES    65000u /* below the largest UDP payload (65,507 over IPv4) */
+#define ITR_GSO_MAX_SEGMENT  1200u
+#define ITR_GSO_CTRL_LEN     32u
+struct mmsghdr;
+struct iovec;
+ITR_API size_t itr_udp_pack(const itr_datagram *dg, size_t n, int gso, struct mmsghdr *msgs,
+                            struct iovec *iov, uint8_t *ctrl, uint32_t *counts);
 /* Attach the steering program to a SO_REUSEPORT group of `workers` sockets (call on any one
  * socket of the group once all are bound, in worker order): packets whose conn_id is nonzero
  * go to socket conn_id % workers, handshake initiations spread by the kernel's hash.
@@ -120,6 +137,8 @@ typedef struct itr_driver_stats {
     uint64_t send_errors;       /* sendmmsg failures other than EAGAIN */
     uint64_t send_blocked;      /* times the socket buffer was full (EAGAIN) */
     uint64_t rx_coalesce_waits; /* receive coalescing waits (itr_driver_set_rx_coalesce) */
+    uint64_t gro_datagrams;     /* datagrams that arrived several to a GRO buffer */
+    uint64_t gso_datagrams;     /* datagrams sent several to a GSO message */
 } itr_driver_stats;
 
 /* batch: datagrams per recvmmsg/sendmmsg call (64). Errors: ITR_ERR_NOMEM, ITR_ERR_INVALID. */
@@ -143,6 +162,27 @@ ITR_API void itr_driver_kick(itr_driver *d);
  * itr_driver_stats.rx_coalesce_waits. Errors: ITR_ERR_INVALID (usec > 1000). */
 #define ITR_RX_COALESCE_MAX_US 1000u
 ITR_API int itr_driver_set_rx_coalesce(itr_driver *d, uint32_t usec);
+/* UDP segmentation offloads (Linux), both off by default.
+ * ITR_DRIVER_GSO: datagrams queued back to back for one address with the same length (the
+ *   last may be shorter) leave in one message with UDP_SEGMENT (see itr_udp_pack), and the
+ *   kernel cuts them apart: one pass through the socket layer instead of one per datagram.
+ *   If the kernel or the route's device refuses (EIO, EINVAL), the driver turns GSO off and
+ *   sends the same datagrams one by one.
+ * ITR_DRIVER_GRO: UDP_GRO on the sockets (also those added later). The kernel may then hand
+ *   over a burst of one sender's datagrams (a GSO send on loopback, or what the NIC
+ *   coalesced) as one buffer; the driver cuts it apart before the endpoint sees them. Every
+ *   receive slot grows to ITR_GRO_BUF_LEN bytes (batch x 64 KiB of address space; pages are
+ *   touched only as data arrives). The kernel picks the socket of a reuseport group by the
+ *   buffer's first datagram: with several drivers behind itr_udp_attach_steering, a peer
+ *   that multiplexes sessions over one socket could have datagrams of another driver's
+ *   session delivered here (they are dropped as unknown), so use GRO with one driver per
+ *   address, or with peers that keep one session per socket.
+ * Errors: ITR_ERR_INVALID (unknown flags), ITR_ERR_NOMEM, ITR_ERR_IO (the kernel refused
+ * UDP_GRO: before Linux 5.0; errno has the detail). Nothing changes on error. */
+#define ITR_DRIVER_GSO  1u
+#define ITR_DRIVER_GRO  2u
+#define ITR_GRO_BUF_LEN 65536u
+ITR_API int itr_driver_set_offload(itr_driver *d, uint32_t flags);
 /* Stop (1) or resume (0) reading the sockets, e.g. while draining on SIGTERM. */
 ITR_API void itr_driver_pause(itr_driver *d, int paused);
 /* Safe from any thread (relaxed atomics). */

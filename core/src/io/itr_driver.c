@@ -24,14 +24,28 @@
  * holds back the datagrams queued behind it for the others (head of line): the ring has one
  * order.
  *
+ * UDP offloads (itr_driver_set_offload, off by default). GSO: within a run, datagrams for the
+ * same address with the same length (the last may be shorter) leave as one message with a
+ * UDP_SEGMENT control message, up to ITR_GSO_MAX_SEGMENTS, and the kernel cuts them apart:
+ * one trip through the socket layer instead of one per datagram. A kernel or device that
+ * refuses it (EIO, EINVAL, ...) turns GSO off for this driver and the same datagrams go again
+ * one by one. GRO: the sockets' UDP_GRO option; the kernel may then deliver such a burst (or
+ * what a NIC coalesced) as one buffer plus its segment size, and receive() cuts it apart
+ * before the endpoint sees the datagrams. Every receive slot then holds ITR_GRO_BUF_LEN
+ * bytes, the most one UDP payload can be, so nothing is ever truncated.
+ *
  * Timer: itr_endpoint_expiry() is re-read after every interaction with the endpoint and the
  * loop timer re-armed (the loop makes re-arming idempotent and cheap).
  *
  * Memory: all buffers (batch x (ITR_MAX_PACKET + 1) bytes, message headers, addresses,
- * control buffers) are allocated by itr_driver_new; nothing is allocated afterwards.
+ * control buffers) are allocated by itr_driver_new, and the receive buffers again, at
+ * batch x ITR_GRO_BUF_LEN, by itr_driver_set_offload when GRO is turned on; nothing is
+ * allocated on the packet path.
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg, SO_RXQ_OVFL */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -46,12 +60,18 @@
 #define DRV_MAX_SOCKETS  16
 #define DRV_FAIR_BATCHES 8    /* receive batches per readiness event before yielding */
 #define DRV_MAX_BATCH    1024 /* UIO_MAXIOV: the kernel's limit on one sendmmsg/recvmmsg */
-#define DRV_CTRL_LEN     64   /* room for the SO_RXQ_OVFL control message (24 bytes) */
+#define DRV_CTRL_LEN     64   /* SO_RXQ_OVFL and UDP_GRO control messages (24 bytes each) */
 #define DRV_RETRY_NS     1000000ull
 /* One byte more than the largest valid datagram: a longer one arrives truncated to this
  * length, which the endpoint then counts as too_long instead of seeing a valid-looking
  * prefix. */
 #define DRV_RX_BUF_LEN (ITR_MAX_PACKET + 1)
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, 4.18 */
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104 /* linux/udp.h, 5.0 */
+#endif
 
 typedef struct drv_socket {
     struct itr_driver *d;
@@ -65,7 +85,7 @@ typedef struct drv_socket {
 /* Single writer (the loop thread), read from any thread: relaxed loads and stores suffice. */
 typedef struct drv_stats {
     _Atomic uint64_t kernel_drops, recv_batches, recv_packets, send_batches, send_packets;
-    _Atomic uint64_t send_errors, send_blocked, rx_coalesce_waits;
+    _Atomic uint64_t send_errors, send_blocked, rx_coalesce_waits, gro_datagrams, gso_datagrams;
 } drv_stats;
 
 struct itr_driver {
@@ -83,6 +103,8 @@ struct itr_driver {
     void *error_arg;
     /* Receive batch. */
     uint8_t *rx_buf;
+    size_t rx_slot;   /* bytes per receive slot: DRV_RX_BUF_LEN, or ITR_GRO_BUF_LEN with GRO */
+    uint32_t offload; /* ITR_DRIVER_GSO | ITR_DRIVER_GRO */
     itr_addr *rx_addr;
     uint8_t *rx_ctrl;
     struct iovec *rx_iov;
@@ -93,6 +115,8 @@ struct itr_driver {
     itr_datagram *tx_dg;
     struct iovec *tx_iov;
     struct mmsghdr *tx_msgs;
+    uint8_t *tx_ctrl;
+    uint32_t *tx_counts; /* datagrams in each tx_msgs entry */
     drv_stats st;
 };
 
@@ -161,30 +185,33 @@ static void transmit(itr_driver *d)
         size_t run = 1;
         while (run < n && d->tx_dg[run].addr.local == local)
             run++;
-        for (size_t i = 0; i < run; i++) {
-            itr_datagram *dg = &d->tx_dg[i];
-            /* sendmmsg takes non-const iovecs but does not write through them. */
-            d->tx_iov[i].iov_base = (void *)(uintptr_t)dg->data;
-            d->tx_iov[i].iov_len = dg->len;
-            struct msghdr *h = &d->tx_msgs[i].msg_hdr;
-            h->msg_name = &dg->addr.u.sa;
-            h->msg_namelen = itr_addr_len(&dg->addr);
-            h->msg_iov = &d->tx_iov[i];
-            h->msg_iovlen = 1;
-            h->msg_control = NULL;
-            h->msg_controllen = 0;
-            h->msg_flags = 0;
-        }
-        int m = sendmmsg(s->fd, d->tx_msgs, (unsigned)run, MSG_DONTWAIT);
+        int gso = (d->offload & ITR_DRIVER_GSO) != 0;
+        size_t nmsg =
+            itr_udp_pack(d->tx_dg, run, gso, d->tx_msgs, d->tx_iov, d->tx_ctrl, d->tx_counts);
+        int m = sendmmsg(s->fd, d->tx_msgs, (unsigned)nmsg, MSG_DONTWAIT);
         if (m > 0) {
-            itr_endpoint_tx_consume(d->ep, (size_t)m);
+            size_t sent = 0, grouped = 0;
+            for (int i = 0; i < m; i++) {
+                sent += d->tx_counts[i];
+                grouped += d->tx_counts[i] > 1 ? d->tx_counts[i] : 0;
+            }
+            itr_endpoint_tx_consume(d->ep, sent);
             stat_add(&d->st.send_batches, 1);
-            stat_add(&d->st.send_packets, (uint64_t)m);
+            stat_add(&d->st.send_packets, (uint64_t)sent);
+            stat_add(&d->st.gso_datagrams, (uint64_t)grouped);
             continue;
         }
         int err = m < 0 ? errno : EIO;
         if (err == EINTR)
             continue;
+        if (d->tx_counts[0] > 1 && (err == EIO || err == EINVAL || err == EMSGSIZE ||
+                                    err == EOPNOTSUPP || err == ENOPROTOOPT)) {
+            /* The kernel or the route's device cannot segment (no checksum offload: EIO; a
+             * path MTU below the segment size: EINVAL): send one by one from now on. Other
+             * errors (an ICMP error on a connected socket) are the peer's, reported below. */
+            d->offload &= ~ITR_DRIVER_GSO;
+            continue;
+        }
         if (err == EAGAIN || err == EWOULDBLOCK) {
             s->blocked = 1;
             stat_add(&d->st.send_blocked, 1);
@@ -214,6 +241,21 @@ static void count_overflow(drv_socket *s, struct msghdr *h)
             s->ovfl_seen = total;
         }
     }
+}
+
+/* The segment size of a GRO buffer (UDP_GRO control message), or 0 for a plain datagram. */
+static size_t gro_segment(struct msghdr *h)
+{
+    if (h->msg_controllen == 0)
+        return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int seg;
+            memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+            return seg > 0 ? (size_t)seg : 0;
+        }
+    }
+    return 0;
 }
 
 static void receive(drv_socket *s)
@@ -248,8 +290,20 @@ static void receive(drv_socket *s)
         count_overflow(s, &d->rx_msgs[n - 1].msg_hdr);
         for (int i = 0; i < n; i++) {
             d->rx_addr[i].local = s->index;
-            (void)itr_endpoint_recv(d->ep, &d->rx_addr[i], d->rx_buf + (size_t)i * DRV_RX_BUF_LEN,
-                                    d->rx_msgs[i].msg_len, now);
+            uint8_t *p = d->rx_buf + (size_t)i * d->rx_slot;
+            size_t len = d->rx_msgs[i].msg_len;
+            size_t seg = (d->offload & ITR_DRIVER_GRO) ? gro_segment(&d->rx_msgs[i].msg_hdr) : 0;
+            if (seg == 0 || seg >= len) {
+                (void)itr_endpoint_recv(d->ep, &d->rx_addr[i], p, len, now);
+                continue;
+            }
+            /* A GRO buffer: datagrams of `seg` bytes back to back, the last may be shorter. */
+            size_t k = 0;
+            for (size_t off = 0; off < len; off += seg, k++)
+                (void)itr_endpoint_recv(d->ep, &d->rx_addr[i], p + off,
+                                        len - off < seg ? len - off : seg, now);
+            stat_add(&d->st.recv_packets, k - 1);
+            stat_add(&d->st.gro_datagrams, k);
         }
         if (d->hook)
             d->hook(d->hook_arg, now);
@@ -303,6 +357,27 @@ static void on_expiry(void *arg, uint64_t now)
     rearm(d);
 }
 
+/* Point the receive headers at rx_buf in slots of `slot` bytes. */
+static void rx_layout(itr_driver *d, size_t slot)
+{
+    d->rx_slot = slot;
+    for (size_t i = 0; i < d->batch; i++) {
+        d->rx_iov[i].iov_base = d->rx_buf + i * slot;
+        d->rx_iov[i].iov_len = slot;
+        struct msghdr *h = &d->rx_msgs[i].msg_hdr;
+        h->msg_name = &d->rx_addr[i].u;
+        h->msg_iov = &d->rx_iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = d->rx_ctrl + i * DRV_CTRL_LEN;
+    }
+    d->rx_used = d->batch; /* the next receive initializes every header */
+}
+
+static int set_gro(int fd, int on)
+{
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, (socklen_t)sizeof(on)) == 0 ? ITR_OK : ITR_ERR_IO;
+}
+
 int itr_driver_new(itr_driver **out, itr_loop *loop, itr_endpoint *ep, size_t batch)
 {
     if (!out || !loop || !ep || batch == 0 || batch > DRV_MAX_BATCH)
@@ -321,21 +396,14 @@ int itr_driver_new(itr_driver **out, itr_loop *loop, itr_endpoint *ep, size_t ba
     d->tx_dg = calloc(batch, sizeof(*d->tx_dg));
     d->tx_iov = calloc(batch, sizeof(*d->tx_iov));
     d->tx_msgs = calloc(batch, sizeof(*d->tx_msgs));
+    d->tx_ctrl = calloc(batch, ITR_GSO_CTRL_LEN);
+    d->tx_counts = calloc(batch, sizeof(*d->tx_counts));
     if (!d->rx_buf || !d->rx_addr || !d->rx_ctrl || !d->rx_iov || !d->rx_msgs || !d->tx_dg ||
-        !d->tx_iov || !d->tx_msgs) {
+        !d->tx_iov || !d->tx_msgs || !d->tx_ctrl || !d->tx_counts) {
         itr_driver_free(d);
         return ITR_ERR_NOMEM;
     }
-    for (size_t i = 0; i < batch; i++) {
-        d->rx_iov[i].iov_base = d->rx_buf + i * DRV_RX_BUF_LEN;
-        d->rx_iov[i].iov_len = DRV_RX_BUF_LEN;
-        struct msghdr *h = &d->rx_msgs[i].msg_hdr;
-        h->msg_name = &d->rx_addr[i].u;
-        h->msg_iov = &d->rx_iov[i];
-        h->msg_iovlen = 1;
-        h->msg_control = d->rx_ctrl + i * DRV_CTRL_LEN;
-    }
-    d->rx_used = batch; /* the first receive initializes every header */
+    rx_layout(d, DRV_RX_BUF_LEN);
     itr_timer_init(&d->expiry, on_expiry, d);
     *out = d;
     return ITR_OK;
@@ -356,6 +424,8 @@ void itr_driver_free(itr_driver *d)
     free(d->tx_dg);
     free(d->tx_iov);
     free(d->tx_msgs);
+    free(d->tx_ctrl);
+    free(d->tx_counts);
     free(d);
 }
 
@@ -365,6 +435,8 @@ int itr_driver_add_socket(itr_driver *d, int fd, uint32_t *local_out)
         return ITR_ERR_INVALID;
     if (d->nsocks == DRV_MAX_SOCKETS)
         return ITR_ERR_LIMIT;
+    if ((d->offload & ITR_DRIVER_GRO) && set_gro(fd, 1) != ITR_OK)
+        return ITR_ERR_IO;
     drv_socket *s = &d->socks[d->nsocks];
     memset(s, 0, sizeof(*s));
     s->d = d;
@@ -409,6 +481,34 @@ int itr_driver_set_rx_coalesce(itr_driver *d, uint32_t usec)
     return ITR_OK;
 }
 
+int itr_driver_set_offload(itr_driver *d, uint32_t flags)
+{
+    if (flags & ~(ITR_DRIVER_GSO | ITR_DRIVER_GRO))
+        return ITR_ERR_INVALID;
+    int gro = (flags & ITR_DRIVER_GRO) != 0;
+    if (gro != ((d->offload & ITR_DRIVER_GRO) != 0)) {
+        size_t slot = gro ? ITR_GRO_BUF_LEN : DRV_RX_BUF_LEN;
+        uint8_t *buf = malloc(d->batch * slot);
+        if (!buf)
+            return ITR_ERR_NOMEM;
+        for (uint32_t i = 0; i < d->nsocks; i++) {
+            if (set_gro(d->socks[i].fd, gro) != ITR_OK) {
+                int saved = errno;
+                while (i-- > 0) /* back to the old setting on the ones done */
+                    (void)set_gro(d->socks[i].fd, !gro);
+                free(buf);
+                errno = saved;
+                return ITR_ERR_IO;
+            }
+        }
+        free(d->rx_buf);
+        d->rx_buf = buf;
+        rx_layout(d, slot);
+    }
+    d->offload = flags;
+    return ITR_OK;
+}
+
 void itr_driver_pause(itr_driver *d, int paused)
 {
     d->paused = paused ? 1 : 0;
@@ -426,4 +526,6 @@ void itr_driver_stats_get(const itr_driver *d, itr_driver_stats *out)
     out->send_packets = atomic_load_explicit(&d->st.send_packets, memory_order_relaxed);
     out->send_errors = atomic_load_explicit(&d->st.send_errors, memory_order_relaxed);
     out->send_blocked = atomic_load_explicit(&d->st.send_blocked, memory_order_relaxed);
+    out->gro_datagrams = atomic_load_explicit(&d->st.gro_datagrams, memory_order_relaxed);
+    out->gso_datagrams = atomic_load_explicit(&d->st.gso_datagrams, memory_order_relaxed);
 }

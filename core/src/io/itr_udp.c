@@ -1,11 +1,13 @@
-/* itr_udp.c: UDP addresses (parse/format/compare) and sockets: options, SO_RXQ_OVFL, and the
- * SO_REUSEPORT steering program that sends each session's datagrams to the worker owning it. */
+/* itr_udp.c: UDP addresses (parse/format/compare) and sockets: options, SO_RXQ_OVFL, the
+ * SO_REUSEPORT steering program that sends each session's datagrams to the worker owning it,
+ * and the packing of datagrams into GSO messages for sendmmsg. */
 #define _GNU_SOURCE /* SO_RCVBUFFORCE, SO_RXQ_OVFL, SOCK_NONBLOCK */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -254,4 +256,60 @@ int itr_udp_attach_steering(int fd, uint32_t workers)
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
         return ITR_ERR_IO;
     return ITR_OK;
+}
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, 4.18 */
+#endif
+
+/* May dg[j] join a GSO message that starts with dg[i] and holds `total` bytes so far? */
+static int gso_joins(const itr_datagram *dg, size_t i, size_t j, size_t total)
+{
+    return j - i < ITR_GSO_MAX_SEGMENTS && dg[j].len > 0 && dg[j].len <= dg[i].len &&
+           total + dg[j].len <= ITR_GSO_MAX_BYTES && dg[j].addr.local == dg[i].addr.local &&
+           itr_addr_equal(&dg[j].addr, &dg[i].addr);
+}
+
+size_t itr_udp_pack(const itr_datagram *dg, size_t n, int gso, struct mmsghdr *msgs,
+                    struct iovec *iov, uint8_t *ctrl, uint32_t *counts)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; m++) {
+        size_t k = 1, total = dg[i].len;
+        if (gso && dg[i].len > 0 && dg[i].len <= ITR_GSO_MAX_SEGMENT) {
+            while (i + k < n && gso_joins(dg, i, i + k, total)) {
+                total += dg[i + k].len;
+                k++;
+                if (dg[i + k - 1].len < dg[i].len)
+                    break; /* a shorter datagram can only be the last segment */
+            }
+        }
+        for (size_t j = 0; j < k; j++) {
+            /* sendmmsg takes non-const pointers but does not write through them. */
+            iov[i + j].iov_base = (void *)(uintptr_t)dg[i + j].data;
+            iov[i + j].iov_len = dg[i + j].len;
+        }
+        struct msghdr *h = &msgs[m].msg_hdr;
+        memset(h, 0, sizeof(*h));
+        h->msg_name = (void *)(uintptr_t)&dg[i].addr.u.sa;
+        h->msg_namelen = itr_addr_len(&dg[i].addr);
+        h->msg_iov = &iov[i];
+        h->msg_iovlen = k;
+        if (k > 1) {
+            uint8_t *c = ctrl + m * ITR_GSO_CTRL_LEN;
+            uint16_t seg = (uint16_t)dg[i].len;
+            memset(c, 0, ITR_GSO_CTRL_LEN);
+            h->msg_control = c;
+            h->msg_controllen = CMSG_SPACE(sizeof(seg));
+            struct cmsghdr *cm = CMSG_FIRSTHDR(h);
+            cm->cmsg_level = SOL_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof(seg));
+            memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+        }
+        msgs[m].msg_len = 0;
+        counts[m] = (uint32_t)k;
+        i += k;
+    }
+    return m;
 }
