@@ -724,9 +724,14 @@ static int check_transport(gw_jctx *c, gw_config *cfg, const cJSON *root)
                                        "socket_send_buffer_bytes",
                                        "batch_size",
                                        "receive_coalesce_us",
+                                       "udp_gso",
+                                       "udp_gro",
                                        NULL};
     /* Same order as itr_cookie_mode. */
     static const char *const cookie_modes[] = {"off", "under_load", "always", NULL};
+    /* Same order as gw_gro_mode. */
+    static const char *const gro_modes[] = {"auto", "on", "off", NULL};
+    int gro = GW_GRO_AUTO;
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "transport");
     gw_transport_config *t = &cfg->transport;
     itr_settings *s = &t->settings;
@@ -740,6 +745,8 @@ static int check_transport(gw_jctx *c, gw_config *cfg, const cJSON *root)
     t->socket_send_buffer_bytes = (int)snd;
     t->batch_size = 64;
     t->receive_coalesce_us = GW_RECEIVE_COALESCE_US_DEFAULT;
+    t->udp_gso = 1;
+    t->udp_gro = GW_GRO_AUTO;
     if (!o)
         return ITR_OK;
     saved = gw_jctx_push_key(c, "transport");
@@ -772,8 +779,11 @@ static int check_transport(gw_jctx *c, gw_config *cfg, const cJSON *root)
         (r = gw_jget_u32(c, o, "socket_send_buffer_bytes", 0, 1u << 30, 4u << 20, &snd)) < 0 ||
         (r = gw_jget_u32(c, o, "batch_size", 1, 1024, 64, &t->batch_size)) < 0 ||
         (r = gw_jget_u32(c, o, "receive_coalesce_us", 0, ITR_RX_COALESCE_MAX_US,
-                         GW_RECEIVE_COALESCE_US_DEFAULT, &t->receive_coalesce_us)) < 0)
+                         GW_RECEIVE_COALESCE_US_DEFAULT, &t->receive_coalesce_us)) < 0 ||
+        (r = gw_jget_bool(c, o, "udp_gso", 1, &t->udp_gso)) < 0 ||
+        (r = gw_jget_enum(c, o, "udp_gro", gro_modes, GW_GRO_AUTO, &gro)) < 0)
         return r;
+    t->udp_gro = (gw_gro_mode)gro;
     s->cookie_mode = (itr_cookie_mode)mode;
     /* Keys stay usable one minute past the rekey point, as with the defaults (120 s / 180 s). */
     s->reject_after_ns = s->rekey_after_ns + 60ull * 1000000000u;

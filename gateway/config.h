@@ -45,6 +45,10 @@ typedef struct gw_log_config {
     uint64_t security_interval_ns; /* security events: one line per peer per interval */
 } gw_log_config;
 
+/* transport.udp_gro. auto: on when one worker serves the port (with several, a GRO buffer
+ * is steered by its first datagram, see itr_driver_set_offload) and the kernel has UDP_GRO. */
+typedef enum gw_gro_mode { GW_GRO_AUTO = 0, GW_GRO_ON = 1, GW_GRO_OFF = 2 } gw_gro_mode;
+
 /* "transport": the endpoint settings and the socket/driver options. */
 typedef struct gw_transport_config {
     itr_settings settings;           /* itr_settings_default() + the configured keys; static_private
@@ -53,6 +57,8 @@ typedef struct gw_transport_config {
     int socket_send_buffer_bytes;
     uint32_t batch_size;          /* datagrams per recvmmsg/sendmmsg */
     uint32_t receive_coalesce_us; /* itr_driver_set_rx_coalesce; 0: off */
+    int udp_gso;                  /* ITR_DRIVER_GSO for the workers' sends */
+    gw_gro_mode udp_gro;          /* ITR_DRIVER_GRO */
 } gw_transport_config;
 
 /* Under steady load a worker waits this long after a short receive batch so the next one is

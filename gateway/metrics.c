@@ -329,6 +329,8 @@ static void render_transport(struct gw_gateway *g, gw_metrics_buf *b)
         dsum.send_errors += d.send_errors;
         dsum.send_blocked += d.send_blocked;
         dsum.rx_coalesce_waits += d.rx_coalesce_waits;
+        dsum.gro_datagrams += d.gro_datagrams;
+        dsum.gso_datagrams += d.gso_datagrams;
     }
 
     /* The crate's nine names first (docs/METRICS.md has the mapping). */
@@ -418,6 +420,11 @@ static void render_transport(struct gw_gateway *g, gw_metrics_buf *b)
         {"intentra_receive_coalesce_waits_total",
          "Waits after a short receive batch under steady load (transport.receive_coalesce_us).",
          dsum.rx_coalesce_waits},
+        {"intentra_receive_gro_datagrams_total",
+         "Datagrams the kernel delivered several to a buffer (transport.udp_gro).",
+         dsum.gro_datagrams},
+        {"intentra_send_gso_datagrams_total",
+         "Datagrams sent several to a message (transport.udp_gso).", dsum.gso_datagrams},
     };
     for (size_t i = 0; i < sizeof(drv) / sizeof(drv[0]); i++) {
         gw_prom_family(b, drv[i].name, GW_PROM_COUNTER, drv[i].help);

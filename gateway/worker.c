@@ -680,6 +680,14 @@ int gw_worker_init(gw_worker *w, gw_gateway *g, unsigned index, char *err, size_
         snprintf(err, errlen, "transport.receive_coalesce_us: %s", itr_strerror(rc));
         return rc;
     }
+    /* Set before the sockets are added, so they get UDP_GRO as they come. */
+    int gro = tc->udp_gro == GW_GRO_ON || (tc->udp_gro == GW_GRO_AUTO && g->nworkers == 1);
+    uint32_t offload = (tc->udp_gso ? ITR_DRIVER_GSO : 0) | (gro ? ITR_DRIVER_GRO : 0);
+    rc = itr_driver_set_offload(w->drv, offload);
+    if (rc != ITR_OK) {
+        snprintf(err, errlen, "transport: UDP offloads: %s", itr_strerror(rc));
+        return rc;
+    }
 
     for (size_t i = 0; i < gw_config_listen_count(cfg) && i < GW_MAX_LISTEN; i++) {
         itr_addr a = *gw_config_listen_addr(cfg, i);
@@ -703,8 +711,18 @@ int gw_worker_init(gw_worker *w, gw_gateway *g, unsigned index, char *err, size_
         }
         w->nfds++;
         rc = itr_driver_add_socket(w->drv, w->fds[i], &local);
+        if (rc == ITR_ERR_IO && (offload & ITR_DRIVER_GRO) && tc->udp_gro == GW_GRO_AUTO) {
+            /* A kernel without UDP_GRO (before 5.0): auto means without it. */
+            offload &= ~ITR_DRIVER_GRO;
+            rc = itr_driver_set_offload(w->drv, offload);
+            if (rc == ITR_OK)
+                rc = itr_driver_add_socket(w->drv, w->fds[i], &local);
+        }
         if (rc != ITR_OK) {
-            snprintf(err, errlen, "listen[%zu]: %s", i, itr_strerror(rc));
+            snprintf(err, errlen, "listen[%zu]: %s%s", i, itr_strerror(rc),
+                     rc == ITR_ERR_IO && (offload & ITR_DRIVER_GRO)
+                         ? " (UDP_GRO refused: set transport.udp_gro to \"auto\" or \"off\")"
+                         : "");
             return rc;
         }
     }

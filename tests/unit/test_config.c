@@ -107,6 +107,10 @@ static void test_wrong_type(void **state)
     expect_error("{\"transport\": {\"receive_coalesce_us\": 5000}, " BASE_SINKS ", " BASE_ROUTES
                  "}",
                  "t.json: transport.receive_coalesce_us: expected an integer 0..1000, got 5000");
+    expect_error("{\"transport\": {\"udp_gro\": true}, " BASE_SINKS ", " BASE_ROUTES "}",
+                 "t.json: transport.udp_gro: expected \"auto\" | \"on\" | \"off\", got true");
+    expect_error("{\"transport\": {\"udp_gso\": \"yes\"}, " BASE_SINKS ", " BASE_ROUTES "}",
+                 "t.json: transport.udp_gso: expected true or false, got \"yes\"");
     expect_error("{\"listen\": \"127.0.0.1:7400\", " BASE_SINKS ", " BASE_ROUTES "}",
                  "t.json: listen: expected an array of 1..16 \"HOST:PORT\" addresses, got "
                  "\"127.0.0.1:7400\"");
@@ -507,6 +511,8 @@ static void test_defaults_and_accessors(void **state)
     assert_int_equal(t->socket_send_buffer_bytes, 4194304);
     assert_int_equal(t->batch_size, 64);
     assert_int_equal(t->receive_coalesce_us, 50);
+    assert_int_equal(t->udp_gso, 1);
+    assert_int_equal(t->udp_gro, GW_GRO_AUTO);
     assert_int_equal(gw_config_message_pool_bytes(cfg), 64ull << 20);
     assert_int_equal(gw_config_drain_timeout_ns(cfg), 10000000000ull);
     assert_true(a->enabled);
