@@ -6,7 +6,8 @@
  * connect tells "refused" (nothing listens there) from "timeout" (nobody answers).
  *
  * Received Reliable messages are acknowledged after on_message returns ITR_OK, at the end of
- * the receive batch (the driver's batch hook), so one ACK covers a whole batch.
+ * the receive batch (the driver's batch hook), so one ACK covers a whole batch. Sends use UDP
+ * GSO (itr_driver_set_offload): what is queued between two flushes leaves in one message.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -228,6 +229,10 @@ int itr_client_new(itr_client **out, const itr_client_options *o, char *err, siz
         goto err_sock;
     }
     rc = itr_driver_new(&c->drv, c->loop, c->ep, CLIENT_BATCH);
+    /* A burst of sends to the gateway leaves as one GSO message (the driver falls back to
+     * one by one where the kernel or the device cannot). */
+    if (rc == ITR_OK)
+        rc = itr_driver_set_offload(c->drv, ITR_DRIVER_GSO);
     if (rc == ITR_OK)
         rc = itr_driver_add_socket(c->drv, c->fd, NULL);
     if (rc != ITR_OK) {
