@@ -2,19 +2,22 @@
  * off a UDP socket with recvmmsg batches and no cryptography, no routing and no sink.
  *
  *   raw-udp-sink [--listen HOST:PORT] [--batch N] [--rcvbuf BYTES] [--stats-file PATH]
- *                [--duration SECONDS] [--coalesce-us N]
+ *                [--duration SECONDS] [--coalesce-us N] [--gro]
  *
  * The socket is opened exactly like the gateway's (itr_udp_open: non-blocking, SO_RXQ_OVFL,
  * the same receive buffer) and read the same way (wait for readability, then recvmmsg until
  * EAGAIN, at most 8 batches per wake-up; with --coalesce-us, the gateway's receive coalescing:
  * after a batch of 2..batch-1 datagrams sleep N us and read again), so the only difference to
- * the gateway is the work done per datagram. The first
+ * the gateway is the work done per datagram. With --gro, UDP_GRO like the gateway's
+ * transport.udp_gro: a buffer may hold several datagrams, counted one by one. The first
  * stdout line is "listening HOST:PORT"; on SIGTERM/SIGINT (or after --duration) one JSON line
  * with the totals follows. --stats-file exposes live counters (struct raw_stats below, native
  * endianness) through a shared mapping, so the benchmark runner can read them at the edges of
  * its measurement window without disturbing the receive loop.
  */
 #define _GNU_SOURCE /* recvmmsg, SO_RXQ_OVFL */
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,8 +35,11 @@
 #include <intentra/intentra.h>
 
 #define MAX_BATCH       1024
-#define FAIR_BATCHES    8 /* like the driver's DRV_FAIR_BATCHES */
-#define CMSG_SPACE_OVFL CMSG_SPACE(sizeof(uint32_t))
+#define FAIR_BATCHES    8                                  /* like the driver's DRV_FAIR_BATCHES */
+#define CMSG_SPACE_OVFL (2 * CMSG_SPACE(sizeof(uint32_t))) /* SO_RXQ_OVFL and UDP_GRO */
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 /* The live counters of --stats-file: five u64 in this order (the runner reads them with
  * struct.unpack("=5Q")). Written with relaxed atomic stores once per batch. */
@@ -57,6 +63,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: raw-udp-sink [--listen HOST:PORT] [--batch N] [--rcvbuf BYTES]\n"
                "                    [--stats-file PATH] [--duration SECONDS] [--coalesce-us N]\n"
+               "                    [--gro]\n"
                "Counts UDP datagrams with recvmmsg and no processing (the ingest ceiling).\n"
                "  --listen HOST:PORT   bind address (default 127.0.0.1:0: a free port)\n"
                "  --batch N            datagrams per recvmmsg (default 64, like the gateway)\n"
@@ -64,7 +71,25 @@ static void usage(FILE *f)
                "  --stats-file PATH    live counters for the runner (5 x u64)\n"
                "  --duration SECONDS   exit after this long (default: until SIGTERM)\n"
                "  --coalesce-us N      receive coalescing like the gateway's\n"
-               "                       transport.receive_coalesce_us (default 0: off)\n");
+               "                       transport.receive_coalesce_us (default 0: off)\n"
+               "  --gro                UDP_GRO like the gateway's transport.udp_gro\n");
+}
+
+/* Datagrams in a received buffer: several with GRO (the UDP_GRO control message gives their
+ * size; the last may be shorter). */
+static uint64_t datagrams_in(struct mmsghdr *m)
+{
+    struct msghdr *h = &m->msg_hdr;
+    for (struct cmsghdr *c = h->msg_controllen ? CMSG_FIRSTHDR(h) : NULL; c;
+         c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int seg;
+            memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+            if (seg > 0)
+                return (m->msg_len + (unsigned)seg - 1) / (unsigned)seg;
+        }
+    }
+    return 1;
 }
 
 static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -136,7 +161,7 @@ int main(int argc, char **argv)
     struct mmsghdr *msgs = NULL;
     struct iovec *iov = NULL;
     uint8_t *bufs = NULL, *ctrl = NULL;
-    int fd = -1, status = 1;
+    int fd = -1, status = 1, gro = 0;
     char err[256], addr_text[64];
     itr_addr bind_addr, bound;
 
@@ -145,6 +170,10 @@ int main(int argc, char **argv)
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(f, "--gro")) {
+            gro = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "raw-udp-sink: unknown flag or missing value: %s\n", f);
@@ -191,7 +220,8 @@ int main(int argc, char **argv)
         goto out;
     msgs = calloc(batch, sizeof(*msgs));
     iov = calloc(batch, sizeof(*iov));
-    bufs = malloc(batch * ITR_MAX_PACKET);
+    size_t slot = gro ? ITR_GRO_BUF_LEN : ITR_MAX_PACKET;
+    bufs = malloc(batch * slot);
     ctrl = calloc(batch, CMSG_SPACE_OVFL);
     if (!msgs || !iov || !bufs || !ctrl) {
         fprintf(stderr, "raw-udp-sink: out of memory\n");
@@ -200,6 +230,11 @@ int main(int argc, char **argv)
     itr_udp_options uo = {.rcvbuf_bytes = (int)rcvbuf, .sndbuf_bytes = 0};
     if (itr_udp_open(&bind_addr, &uo, &fd) != ITR_OK || itr_udp_local_addr(fd, &bound) != ITR_OK) {
         fprintf(stderr, "raw-udp-sink: %s: %s\n", listen, strerror(errno));
+        goto out;
+    }
+    int on = 1;
+    if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) != 0) {
+        fprintf(stderr, "raw-udp-sink: --gro: setsockopt UDP_GRO: %s\n", strerror(errno));
         goto out;
     }
     itr_addr_format(&bound, addr_text, sizeof(addr_text));
@@ -223,8 +258,8 @@ int main(int argc, char **argv)
          * wrote last time are reset. */
         for (int round = 0; round < FAIR_BATCHES; round++) {
             for (size_t i = 0; i < used; i++) {
-                iov[i].iov_base = bufs + i * ITR_MAX_PACKET;
-                iov[i].iov_len = ITR_MAX_PACKET;
+                iov[i].iov_base = bufs + i * slot;
+                iov[i].iov_len = slot;
                 memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
                 msgs[i].msg_hdr.msg_iov = &iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
@@ -237,8 +272,11 @@ int main(int argc, char **argv)
                 break;
             used = (size_t)n;
             uint64_t now = itr_now_ns();
-            for (int i = 0; i < n; i++)
+            uint64_t got = 0;
+            for (int i = 0; i < n; i++) {
                 local.bytes += msgs[i].msg_len;
+                got += datagrams_in(&msgs[i]);
+            }
             /* The kernel's drop count is cumulative: the newest datagram's is enough (as the
              * gateway's driver reads it). */
             struct msghdr *last = &msgs[n - 1].msg_hdr;
@@ -253,7 +291,7 @@ int main(int argc, char **argv)
             }
             if (!local.packets)
                 local.first_ns = now;
-            local.packets += (uint64_t)n;
+            local.packets += got;
             local.last_ns = now;
             if (shared) {
                 __atomic_store_n(&shared->packets, local.packets, __ATOMIC_RELAXED);

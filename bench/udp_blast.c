@@ -2,7 +2,7 @@
  * recvmmsg ceiling (raw_udp_sink) and for rsyslog's imudp in bench/run.
  *
  *   udp-blast --target HOST:PORT --rate PPS --size BYTES [--duration S] [--count N]
- *             [--sources N] [--batch N] [--syslog]
+ *             [--sources N] [--batch N] [--gso N] [--syslog]
  *
  * Each datagram is an intentra-bench payload (tools/bench_payload.h: "ib1 <source> <seq>
  * <send_ns> x...#<crc32>"), exactly --size bytes, so whatever receives it (a Kafka topic fed
@@ -11,7 +11,9 @@
  * the rest of the datagram reaches %rawmsg% unchanged; the size includes the prefix.
  * Offered load is paced globally at --rate datagrams per second on a 1 ms tick, round-robin
  * over --sources sockets (distinct source ports, like distinct peers). One JSON line with the
- * totals goes to stdout at the end.
+ * totals goes to stdout at the end. --gso N sends up to N datagrams of a batch as one UDP GSO
+ * message (itr_udp_pack, as intentra-bench sends each peer's queued datagrams): a receiver
+ * with UDP_GRO gets them as one buffer, any other gets them cut apart by the kernel.
  */
 #define _GNU_SOURCE /* sendmmsg */
 #include <errno.h>
@@ -45,7 +47,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: udp-blast --target HOST:PORT --rate PPS --size BYTES [--duration S]\n"
-            "                 [--count N] [--sources N] [--batch N] [--syslog]\n"
+            "                 [--count N] [--sources N] [--batch N] [--gso N] [--syslog]\n"
             "Sends self-checking bench payloads over plain UDP at a paced rate (sendmmsg).\n"
             "  --target HOST:PORT   destination\n"
             "  --rate PPS           datagrams per second in total (0: as fast as possible)\n"
@@ -54,6 +56,7 @@ static void usage(FILE *f)
             "  --count N            stop after N datagrams (default: no limit)\n"
             "  --sources N          source sockets, round-robin (default 1)\n"
             "  --batch N            datagrams per sendmmsg (default 64)\n"
+            "  --gso N              up to N datagrams per UDP GSO message (default 1: off)\n"
             "  --syslog             prefix each datagram with a syslog PRI (%s)\n",
             BENCH_PAYLOAD_MIN + (int)sizeof(SYSLOG_PRI) - 1, ITR_MAX_PACKET, SYSLOG_PRI);
 }
@@ -89,7 +92,8 @@ static void sleep_until(uint64_t deadline_ns)
 int main(int argc, char **argv)
 {
     const char *target = NULL;
-    double rate = -1, size_d = 170, duration = 10, count_d = 0, sources_d = 1, batch_d = 64;
+    double rate = -1, size_d = 170, duration = 10, count_d = 0, sources_d = 1, batch_d = 64,
+           gso_d = 1;
     int syslog_pri = 0, status = 1;
     int *fds = NULL;
     uint64_t *seq = NULL;
@@ -98,6 +102,9 @@ int main(int argc, char **argv)
     struct mmsghdr *msgs = NULL;
     struct iovec *iov = NULL;
     char *bufs = NULL;
+    itr_datagram *dg = NULL;
+    uint32_t *per_msg = NULL;
+    uint8_t *ctrl = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -129,6 +136,8 @@ int main(int argc, char **argv)
             bad = parse_num(f, v, 1, MAX_SOURCES, &sources_d);
         else if (!strcmp(f, "--batch"))
             bad = parse_num(f, v, 1, MAX_BATCH, &batch_d);
+        else if (!strcmp(f, "--gso"))
+            bad = parse_num(f, v, 1, ITR_GSO_MAX_SEGMENTS, &gso_d);
         else {
             fprintf(stderr, "udp-blast: unknown flag %s (see --help)\n", f);
             return 2;
@@ -141,6 +150,7 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t size = (size_t)size_d, batch = (size_t)batch_d, nsources = (size_t)sources_d;
+    size_t gso = (size_t)gso_d;
     size_t prefix = syslog_pri ? sizeof(SYSLOG_PRI) - 1 : 0;
     uint64_t count = (uint64_t)count_d;
     if (size < BENCH_PAYLOAD_MIN + prefix) {
@@ -158,7 +168,10 @@ int main(int argc, char **argv)
     msgs = calloc(batch, sizeof(*msgs));
     iov = calloc(batch, sizeof(*iov));
     bufs = malloc(batch * size);
-    if (!fds || !seq || !msgs || !iov || !bufs) {
+    dg = calloc(batch, sizeof(*dg));
+    per_msg = calloc(batch, sizeof(*per_msg));
+    ctrl = calloc(batch, ITR_GSO_CTRL_LEN);
+    if (!fds || !seq || !msgs || !iov || !bufs || !dg || !per_msg || !ctrl) {
         fprintf(stderr, "udp-blast: out of memory\n");
         goto out;
     }
@@ -213,15 +226,33 @@ int main(int argc, char **argv)
                     memcpy(b, SYSLOG_PRI, prefix);
                 bench_payload_make(b + prefix, size - prefix, (uint32_t)src, seq[src]++, send_ns);
             }
-            int r = sendmmsg(fds[src], msgs, (unsigned)n, 0);
+            size_t nmsg = n;
+            if (gso > 1) {
+                nmsg = 0;
+                for (size_t off = 0; off < n; off += gso) {
+                    size_t k = n - off < gso ? n - off : gso;
+                    for (size_t j = off; j < off + k; j++)
+                        dg[j] = (itr_datagram){
+                            .addr = to, .data = (uint8_t *)bufs + j * size, .len = size};
+                    nmsg += itr_udp_pack(dg + off, k, 1, msgs + nmsg, iov + off,
+                                         ctrl + nmsg * ITR_GSO_CTRL_LEN, per_msg + nmsg);
+                }
+            }
+            int r = sendmmsg(fds[src], msgs, (unsigned)nmsg, 0);
             attempted += n;
             budget = budget > n ? budget - n : 0;
             if (r < 0) {
                 /* Counted, not retried: the next datagrams carry fresh sequence numbers. */
                 send_errors += n;
             } else {
-                sent += (uint64_t)r;
-                send_errors += n - (size_t)r;
+                size_t done = (size_t)r;
+                if (gso > 1) {
+                    done = 0;
+                    for (int m = 0; m < r; m++)
+                        done += per_msg[m];
+                }
+                sent += done;
+                send_errors += n - done;
             }
             src = (src + 1) % nsources;
         }
@@ -258,5 +289,8 @@ out:
     free(msgs);
     free(iov);
     free(bufs);
+    free(dg);
+    free(per_msg);
+    free(ctrl);
     return status;
 }

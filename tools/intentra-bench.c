@@ -54,6 +54,7 @@ typedef struct bench {
     double rate, duration, mix, linger;
     size_t size;
     int json, parallel, print_keys;
+    int gso;       /* UDP GSO per peer (itr_udp_pack), default on */
     FILE *ack_log; /* --ack-log: "peer_index seq" of every acknowledged message */
     uint8_t key_seed[32];
     int have_seed;
@@ -124,44 +125,48 @@ static void flush_tx(bench *b)
     struct iovec iov[SEND_BATCH];
     itr_datagram dg[SEND_BATCH];
     size_t counts[SEND_BATCH];
+    uint32_t per_msg[SEND_BATCH];
+    uint8_t ctrl[SEND_BATCH * ITR_GSO_CTRL_LEN];
 
     while (b->ndirty > 0) {
-        size_t n = 0, npeers = 0;
+        size_t n = 0, npeers = 0, nmsg = 0;
         for (uint32_t j = b->ndirty; j > 0 && n < SEND_BATCH; j--) {
             bench_peer *p = &b->peers[b->dirty[j - 1]];
-            counts[npeers++] = itr_endpoint_tx_peek(p->ep, dg + n, SEND_BATCH - n);
-            n += counts[npeers - 1];
+            size_t k = itr_endpoint_tx_peek(p->ep, dg + n, SEND_BATCH - n);
+            /* Peer by peer: every peer stands for a host of its own, so a GSO message never
+             * mixes two peers' datagrams even though they share this socket. */
+            nmsg += itr_udp_pack(dg + n, k, b->gso, msgs + nmsg, iov + n,
+                                 ctrl + nmsg * ITR_GSO_CTRL_LEN, per_msg + nmsg);
+            counts[npeers++] = k;
+            n += k;
         }
         if (n > 0) {
-            memset(msgs, 0, sizeof(msgs[0]) * n);
-            for (size_t i = 0; i < n; i++) {
-                iov[i].iov_base = (void *)(uintptr_t)dg[i].data; /* sendmmsg does not write */
-                iov[i].iov_len = dg[i].len;
-                msgs[i].msg_hdr.msg_iov = &iov[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
-                msgs[i].msg_hdr.msg_name = &dg[i].addr.u.sa;
-                msgs[i].msg_hdr.msg_namelen = itr_addr_len(&dg[i].addr);
-            }
-            int r = sendmmsg(b->fd, msgs, (unsigned)n, 0);
+            int r = sendmmsg(b->fd, msgs, (unsigned)nmsg, 0);
             if (r < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
                     b->want_write = 1;
                     itr_loop_watch(b->loop, b->fd, ITR_EV_READ | ITR_EV_WRITE, on_socket, b);
                     return;
                 }
+                if (per_msg[0] > 1) {
+                    b->gso = 0; /* the kernel cannot segment here: one by one from now on */
+                    continue;
+                }
                 /* A hard error (e.g. ECONNREFUSED from an ICMP): drop the first datagram. */
                 b->send_errors++;
                 r = 1;
             }
             /* Consume, peer by peer, in the order the batch was filled. */
-            size_t done = (size_t)r;
+            size_t done = 0;
+            for (int i = 0; i < r; i++)
+                done += per_msg[i];
             for (size_t i = 0; i < npeers && done > 0; i++) {
                 size_t k = counts[i] < done ? counts[i] : done;
                 if (k)
                     itr_endpoint_tx_consume(b->peers[b->dirty[b->ndirty - 1 - i]].ep, k);
                 done -= k;
             }
-            if ((size_t)r < n) {
+            if ((size_t)r < nmsg) {
                 /* Partial send: the socket is full; the write watch resumes it. */
                 b->want_write = 1;
                 itr_loop_watch(b->loop, b->fd, ITR_EV_READ | ITR_EV_WRITE, on_socket, b);
@@ -456,6 +461,8 @@ static void usage(FILE *f)
             "                           identities for allowlists); default: random keys\n"
             "  --print-keys             print the peers' public keys (one per line) and exit\n"
             "  --json                   print one JSON summary on stdout, no progress line\n"
+            "  --no-gso                 one datagram per send (default: a peer's datagrams\n"
+            "                           queued together leave as one UDP GSO message)\n"
             "  --ack-log FILE           write \"peer_index seq\" for every acknowledged message\n"
             "  --help, --version\n",
             fleet_usage, BENCH_PAYLOAD_MIN);
@@ -479,6 +486,7 @@ static int parse_args(bench *b, int argc, char **argv)
     fleet_opts_default(&b->o);
     b->npeers = 10;
     b->rate = 100;
+    b->gso = 1;
     b->size = 128;
     b->duration = 10;
     b->mix = -1;
@@ -497,6 +505,8 @@ static int parse_args(bench *b, int argc, char **argv)
         } else if (!strcmp(f, "--version")) {
             printf("intentra-bench %s\n", INTENTRA_VERSION);
             exit(0);
+        } else if (!strcmp(f, "--no-gso")) {
+            b->gso = 0;
         } else if (!strcmp(f, "--json")) {
             b->json = 1;
         } else if (!strcmp(f, "--print-keys")) {

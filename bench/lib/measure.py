@@ -152,13 +152,16 @@ def gateway_run(peers, rate, duration, size=128, intent="realtime", sinks=None, 
 
 # ---- the raw UDP ceiling ----
 
-def raw_udp_run(rate_total, duration, wire, sources, coalesce_us=0):
+def raw_udp_run(rate_total, duration, wire, sources, coalesce_us=0, gso=1):
     """raw-udp-sink fed by udp-blast at the same offered rate and datagram size; coalesce_us:
-    the gateway's receive coalescing (transport.receive_coalesce_us), 0 for none."""
+    the gateway's receive coalescing (transport.receive_coalesce_us), 0 for none; gso > 1:
+    udp-blast sends up to gso datagrams per UDP GSO message and the sink reads with UDP_GRO
+    (as intentra-bench and the gateway do by default)."""
     with bl.Harness("bench-raw") as h:
         stats = h.path("raw.stats")
         sink = h.start("raw-udp-sink", [harness.binary("raw-udp-sink"), "--stats-file", stats,
-                                        "--coalesce-us", str(coalesce_us)])
+                                        "--coalesce-us", str(coalesce_us)]
+                       + (["--gro"] if gso > 1 else []))
         port = int(sink.wait_output(r"listening 127\.0\.0\.1:(\d+)").group(1))
         w = bl.Watch()
         try:
@@ -166,7 +169,7 @@ def raw_udp_run(rate_total, duration, wire, sources, coalesce_us=0):
             blast = h.start("udp-blast", [
                 harness.binary("udp-blast"), "--target", "127.0.0.1:%d" % port,
                 "--rate", str(rate_total), "--size", str(wire), "--duration", str(duration),
-                "--sources", str(max(1, min(sources, 1024)))])
+                "--sources", str(max(1, min(sources, 1024))), "--gso", str(gso)])
             w.add("gen", blast.p.pid)
             t0 = time.monotonic()
             warm, tail = window_edges(duration)
@@ -254,17 +257,22 @@ def _kafka_delivery(count, sent):
     return (count["distinct"] + count["evicted"]) / sent
 
 
-def kafka_sink(bootstrap, topic):
+def kafka_sink(bootstrap, topic, plain=False):
     """(sinks, routes) of a gateway writing every message to `topic`, keyed by peer, with the
-    Kafka sink's defaults (acks=all, idempotence, lz4, linger 5 ms, headers on)."""
-    return ({"kafka": {"type": "kafka", "brokers": bootstrap}},
+    Kafka sink's defaults (acks=all, idempotence, lz4, linger 5 ms, headers on). plain: the
+    records rsyslog's omkafka writes, the payload alone (no key, no headers)."""
+    sink = {"type": "kafka", "brokers": bootstrap}
+    if plain:
+        sink["headers"] = False
+    return ({"kafka": sink},
             [{"name": "all", "match": {"shard": "*", "topic": "*"},
-              "sinks": [{"sink": "kafka", "destination": topic, "key": "{peer}"}]}])
+              "sinks": [{"sink": "kafka", "destination": topic,
+                         "key": "" if plain else "{peer}"}]}])
 
 
-def kafka_gateway_run(broker, topic, peers, rate, duration, size):
+def kafka_gateway_run(broker, topic, peers, rate, duration, size, plain=False):
     """bench peers -> gateway -> mock broker, Reliable; counted back with kcat."""
-    sinks, routes = kafka_sink(broker.bootstrap, topic)
+    sinks, routes = kafka_sink(broker.bootstrap, topic, plain)
     r = gateway_run(peers, rate, duration, size, "reliable", sinks, routes, sink_name="kafka",
                     linger=15)
     broker.wait_stable(topic)
@@ -340,8 +348,10 @@ def _udp_port_bound(port):
         s.close()
 
 
-def kafka_rsyslog_run(broker, topic, rate_total, count, duration, size, sources):
-    """udp-blast -> rsyslogd (imudp -> omkafka) -> the same broker, counted with kcat."""
+def kafka_rsyslog_run(broker, topic, rate_total, count, duration, size, sources, gso=1):
+    """udp-blast -> rsyslogd (imudp -> omkafka) -> the same broker, counted with kcat. gso:
+    datagrams per UDP GSO message from the generator, like the bench peers' bursts (rsyslog's
+    socket has no UDP_GRO: the kernel cuts them apart, on the generator's CPU)."""
     with bl.Harness("bench-rsyslog") as h:
         work = h.path("rsyslog-work")
         os.makedirs(work)
@@ -367,7 +377,8 @@ def kafka_rsyslog_run(broker, topic, rate_total, count, duration, size, sources)
             blast = h.start("udp-blast", [
                 harness.binary("udp-blast"), "--target", "127.0.0.1:%d" % port,
                 "--rate", str(rate_total), "--count", str(count), "--size", str(size),
-                "--duration", str(duration + 5), "--sources", str(max(1, min(sources, 1024)))])
+                "--duration", str(duration + 5), "--sources", str(max(1, min(sources, 1024))),
+                "--gso", str(gso)])
             w.add("gen", blast.p.pid)
             t0 = time.monotonic()
             warm, tail = window_edges(duration)
