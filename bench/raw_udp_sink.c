@@ -77,19 +77,10 @@ static void usage(FILE *f)
 
 /* Datagrams in a received buffer: several with GRO (the UDP_GRO control message gives their
  * size; the last may be shorter). */
-static uint64_t datagrams_in(struct mmsghdr *m)
+static uint64_t datagrams_in(const struct mmsghdr *m)
 {
-    struct msghdr *h = &m->msg_hdr;
-    for (struct cmsghdr *c = h->msg_controllen ? CMSG_FIRSTHDR(h) : NULL; c;
-         c = CMSG_NXTHDR(h, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-            int seg;
-            memcpy(&seg, CMSG_DATA(c), sizeof(seg));
-            if (seg > 0)
-                return (m->msg_len + (unsigned)seg - 1) / (unsigned)seg;
-        }
-    }
-    return 1;
+    size_t seg = itr_udp_gro_segment(&m->msg_hdr);
+    return seg ? (m->msg_len + seg - 1) / seg : 1;
 }
 
 static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t hi, uint64_t *out)

@@ -121,6 +121,10 @@ struct mmsghdr;
 struct iovec;
 ITR_API size_t itr_udp_pack(const itr_datagram *dg, size_t n, int gso, struct mmsghdr *msgs,
                             struct iovec *iov, uint8_t *ctrl, uint32_t *counts);
+/* The segment size of a received UDP_GRO buffer (its datagrams are back to back, the last
+ * may be shorter), from the message's control data; 0 for a plain datagram. */
+struct msghdr;
+ITR_API size_t itr_udp_gro_segment(const struct msghdr *h);
 /* Attach the steering program to a SO_REUSEPORT group of `workers` sockets (call on any one
  * socket of the group once all are bound, in worker order): packets whose conn_id is nonzero
  * go to socket conn_id % workers, handshake initiations spread by the kernel's hash.

@@ -66,9 +66,6 @@
  * length, which the endpoint then counts as too_long instead of seeing a valid-looking
  * prefix. */
 #define DRV_RX_BUF_LEN (ITR_MAX_PACKET + 1)
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103 /* linux/udp.h, 4.18 */
-#endif
 #ifndef UDP_GRO
 #define UDP_GRO 104 /* linux/udp.h, 5.0 */
 #endif
@@ -243,21 +240,6 @@ static void count_overflow(drv_socket *s, struct msghdr *h)
     }
 }
 
-/* The segment size of a GRO buffer (UDP_GRO control message), or 0 for a plain datagram. */
-static size_t gro_segment(struct msghdr *h)
-{
-    if (h->msg_controllen == 0)
-        return 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-            int seg;
-            memcpy(&seg, CMSG_DATA(c), sizeof(seg));
-            return seg > 0 ? (size_t)seg : 0;
-        }
-    }
-    return 0;
-}
-
 static void receive(drv_socket *s)
 {
     itr_driver *d = s->d;
@@ -292,7 +274,8 @@ static void receive(drv_socket *s)
             d->rx_addr[i].local = s->index;
             uint8_t *p = d->rx_buf + (size_t)i * d->rx_slot;
             size_t len = d->rx_msgs[i].msg_len;
-            size_t seg = (d->offload & ITR_DRIVER_GRO) ? gro_segment(&d->rx_msgs[i].msg_hdr) : 0;
+            size_t seg =
+                (d->offload & ITR_DRIVER_GRO) ? itr_udp_gro_segment(&d->rx_msgs[i].msg_hdr) : 0;
             if (seg == 0 || seg >= len) {
                 (void)itr_endpoint_recv(d->ep, &d->rx_addr[i], p, len, now);
                 continue;

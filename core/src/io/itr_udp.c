@@ -261,6 +261,25 @@ int itr_udp_attach_steering(int fd, uint32_t workers)
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103 /* linux/udp.h, 4.18 */
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104 /* linux/udp.h, 5.0 */
+#endif
+
+size_t itr_udp_gro_segment(const struct msghdr *h)
+{
+    if (h->msg_controllen == 0)
+        return 0;
+    /* CMSG_NXTHDR takes a non-const header but only reads it. */
+    struct msghdr *m = (struct msghdr *)(uintptr_t)h;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int seg;
+            memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+            return seg > 0 ? (size_t)seg : 0;
+        }
+    }
+    return 0;
+}
 
 /* May dg[j] join a GSO message that starts with dg[i] and holds `total` bytes so far? */
 static int gso_joins(const itr_datagram *dg, size_t i, size_t j, size_t total)
