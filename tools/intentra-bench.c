@@ -148,11 +148,11 @@ static void flush_tx(bench *b)
                     itr_loop_watch(b->loop, b->fd, ITR_EV_READ | ITR_EV_WRITE, on_socket, b);
                     return;
                 }
-                if (per_msg[0] > 1) {
+                if (per_msg[0] > 1 && itr_udp_gso_refused(errno)) {
                     b->gso = 0; /* the kernel cannot segment here: one by one from now on */
                     continue;
                 }
-                /* A hard error (e.g. ECONNREFUSED from an ICMP): drop the first datagram. */
+                /* A hard error (e.g. ECONNREFUSED from an ICMP): drop the first message. */
                 b->send_errors++;
                 r = 1;
             }

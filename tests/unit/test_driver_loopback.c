@@ -733,6 +733,11 @@ static void test_udp_pack(void **state)
     uint32_t mcounts[100];
     assert_int_equal(itr_udp_pack(many, 100, 1, mm, mi, mc, mcounts), 2);
     assert_int_equal(mcounts[0], ITR_GSO_MAX_SEGMENTS);
+    /* Only errors about segmentation turn GSO off. */
+    assert_true(itr_udp_gso_refused(EIO));
+    assert_true(itr_udp_gso_refused(EINVAL));
+    assert_false(itr_udp_gso_refused(ECONNREFUSED));
+    assert_false(itr_udp_gso_refused(EAGAIN));
     /* Without gso: one message per datagram. */
     assert_int_equal(itr_udp_pack(many, 100, 0, mm, mi, mc, mcounts), 100);
     assert_int_equal(mcounts[99], 1);

@@ -121,6 +121,11 @@ struct mmsghdr;
 struct iovec;
 ITR_API size_t itr_udp_pack(const itr_datagram *dg, size_t n, int gso, struct mmsghdr *msgs,
                             struct iovec *iov, uint8_t *ctrl, uint32_t *counts);
+/* Whether a send error on a GSO message means the kernel or the route's device cannot
+ * segment (EIO: no checksum offload; EINVAL: path MTU below the segment size; EMSGSIZE,
+ * EOPNOTSUPP, ENOPROTOOPT), so the datagrams should go again one by one. Other errors (an
+ * ICMP error on a connected socket, a full buffer) are not about GSO. */
+ITR_API int itr_udp_gso_refused(int err);
 /* The segment size of a received UDP_GRO buffer (its datagrams are back to back, the last
  * may be shorter), from the message's control data; 0 for a plain datagram. */
 struct msghdr;

@@ -201,8 +201,7 @@ static void transmit(itr_driver *d)
         int err = m < 0 ? errno : EIO;
         if (err == EINTR)
             continue;
-        if (d->tx_counts[0] > 1 && (err == EIO || err == EINVAL || err == EMSGSIZE ||
-                                    err == EOPNOTSUPP || err == ENOPROTOOPT)) {
+        if (d->tx_counts[0] > 1 && itr_udp_gso_refused(err)) {
             /* The kernel or the route's device cannot segment (no checksum offload: EIO; a
              * path MTU below the segment size: EINVAL): send one by one from now on. Other
              * errors (an ICMP error on a connected socket) are the peer's, reported below. */

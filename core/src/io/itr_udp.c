@@ -265,6 +265,12 @@ int itr_udp_attach_steering(int fd, uint32_t workers)
 #define UDP_GRO 104 /* linux/udp.h, 5.0 */
 #endif
 
+int itr_udp_gso_refused(int err)
+{
+    return err == EIO || err == EINVAL || err == EMSGSIZE || err == EOPNOTSUPP ||
+           err == ENOPROTOOPT;
+}
+
 size_t itr_udp_gro_segment(const struct msghdr *h)
 {
     if (h->msg_controllen == 0)
