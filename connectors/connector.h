@@ -56,8 +56,29 @@ typedef struct gw_delivery {
     uint8_t sink_index;
     uint8_t result; /* gw_result, set when completed */
     uint16_t worker;
-    void *owner; /* link in the owning worker's completion list */
+    void *owner; /* in the connector: its slot; then: link in the worker's completion list */
 } gw_delivery;
+
+/* For connectors completing deliveries in large batches (Kafka delivery reports): each one
+ * was last touched long ago or on another core. A few deliveries ahead of the one being
+ * completed, gw_prefetch_delivery(d) starts loading d; once d is in cache (two or so later),
+ * gw_prefetch_completion(d) starts loading what env->complete(d) reads besides d. */
+/* always_inline: GCC judges a function that only prefetches to have no effect and deletes
+ * the calls to it when it is not inlined (seen with GCC 12 at -O2). */
+#define GW_PREFETCH_FN static inline __attribute__((always_inline)) void
+
+GW_PREFETCH_FN gw_prefetch_delivery(const gw_delivery *d)
+{
+    __builtin_prefetch(d);
+    __builtin_prefetch((const char *)(d + 1) - 1); /* it may straddle two cache lines */
+}
+
+GW_PREFETCH_FN gw_prefetch_completion(const gw_delivery *d)
+{
+    __builtin_prefetch(d->owner, 1);
+    __builtin_prefetch(d->msg);
+    __builtin_prefetch((const char *)d->msg + 64);
+}
 
 typedef enum gw_result {
     GW_DURABLE = 0,     /* durably stored (or, for Realtime, handed to the destination) */

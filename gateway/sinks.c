@@ -176,7 +176,7 @@ struct sink {
     pthread_mutex_t inst_lock; /* status() readers vs. open/close on the sink thread */
     gw_delivery *carry[2][CARRY_CAP];
     size_t carry_n[2];
-    gw_delivery **slots; /* in the connector: index kept in d->owner while in flight */
+    gw_delivery **slots; /* in the connector: d->owner points at d's entry while in flight */
     uint32_t *free_slots;
     size_t free_n, slot_cap;
     uint64_t rt_in_flight;
@@ -427,7 +427,11 @@ static void done_add(struct sink *k, gw_delivery *d, gw_result r)
 /* Take d out of the slot table; returns 0 if it was not in flight (a connector bug). */
 static int slot_release(struct sink *k, gw_delivery *d)
 {
-    uintptr_t slot = (uintptr_t)d->owner;
+    /* d->owner points at its entry in the slot table (gw_prefetch_completion loads it). */
+    uintptr_t at = (uintptr_t)d->owner, base = (uintptr_t)k->slots;
+    if (at < base || (at - base) % sizeof(*k->slots))
+        return 0;
+    size_t slot = (at - base) / sizeof(*k->slots);
     if (slot >= k->slot_cap || k->slots[slot] != d)
         return 0;
     k->slots[slot] = NULL;
@@ -521,7 +525,7 @@ static int pump_queue(struct sink *k, int q)
             gw_delivery *d = k->carry[q][i];
             uint32_t slot = k->free_slots[--k->free_n];
             k->slots[slot] = d;
-            d->owner = (void *)(uintptr_t)slot;
+            d->owner = &k->slots[slot];
             bytes += gw_msg_cost(d->msg);
             if (q == Q_RT)
                 k->rt_in_flight++;
