@@ -57,6 +57,7 @@ typedef struct gw_delivery {
     uint8_t result; /* gw_result, set when completed */
     uint16_t worker;
     void *owner; /* in the connector: its slot; then: link in the worker's completion list */
+    void *ahead; /* completion list: a delivery further along it, loaded early */
 } gw_delivery;
 
 /* For connectors completing deliveries in large batches (Kafka delivery reports): each one

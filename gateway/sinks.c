@@ -129,13 +129,20 @@ static void hub_push_chain(struct hub *h, unsigned worker, gw_delivery *head, gw
 static void hub_push(struct hub *h, gw_delivery *d, gw_result r)
 {
     d->result = (uint8_t)r;
+    d->ahead = NULL;
     hub_push_chain(h, d->worker, d, d);
 }
 
 /* ---- sinks ---- */
 
+/* The worker walks a list in a chain of cache misses (the sink thread wrote it). Each entry
+ * also points DONE_AHEAD entries further along, so the walk can load them early. */
+#define DONE_AHEAD 8
+
 struct done_list {
-    gw_delivery *head, *tail; /* newest first */
+    gw_delivery *head, *tail;        /* newest first */
+    gw_delivery *recent[DONE_AHEAD]; /* the last DONE_AHEAD added, by n % DONE_AHEAD */
+    size_t n;
 };
 
 enum { Q_REL = 0, Q_RT = 1 };
@@ -396,6 +403,7 @@ static void done_flush(struct sink *k)
         struct done_list *l = &k->done[k->done_workers[i]];
         hub_push_chain(k->hub, k->done_workers[i], l->head, l->tail);
         l->head = l->tail = NULL;
+        l->n = 0;
     }
     k->done_nworkers = 0;
     k->done_n = 0;
@@ -413,6 +421,10 @@ static void done_add(struct sink *k, gw_delivery *d, gw_result r)
     struct done_list *l = &k->done[d->worker];
     d->result = (uint8_t)r;
     d->owner = l->head;
+    /* The list runs newest to oldest: the entry DONE_AHEAD further is the one added
+     * DONE_AHEAD before this one. */
+    d->ahead = l->n >= DONE_AHEAD ? l->recent[l->n % DONE_AHEAD] : NULL;
+    l->recent[l->n++ % DONE_AHEAD] = d;
     if (!l->head) {
         l->tail = d;
         k->done_workers[k->done_nworkers++] = d->worker;
@@ -1153,13 +1165,25 @@ size_t gw_sinkset_poll(gw_sinkset *set, unsigned worker)
     /* The stack is newest first: reverse it so the worker sees completion order. */
     gw_delivery *fifo = NULL;
     while (d) {
+        if (d->ahead)
+            gw_prefetch_delivery(d->ahead);
         gw_delivery *next = d->owner;
         d->owner = fifo;
         fifo = d;
         d = next;
     }
+    /* The deliveries are in cache now; their messages (and what follows them) are not. */
+    gw_delivery *ahead = fifo;
+    for (int i = 0; i < DONE_AHEAD / 2 && ahead; i++)
+        ahead = ahead->owner;
     size_t n = 0;
     while (fifo) {
+        if (ahead) {
+            __builtin_prefetch(ahead->msg, 1);
+            __builtin_prefetch((const char *)ahead->msg + 64, 1);
+            __builtin_prefetch((const char *)ahead->msg + 128, 1);
+            ahead = ahead->owner;
+        }
         gw_delivery *next = fifo->owner; /* the callback may free fifo */
         fifo->owner = NULL;
         if (w->cb)
