@@ -43,6 +43,8 @@ typedef struct gw_msg {
     uint8_t priority;
     uint16_t topic_len;
     uint32_t body_len;
+    uint32_t peer_hash;  /* zlib crc32 of peer_hex (librdkafka's key hash), once per session;
+                            0: not known */
     const char *topic;   /* not NUL-terminated */
     const uint8_t *body; /* not NUL-terminated */
 } gw_msg;

@@ -79,7 +79,8 @@ typedef struct gw_peer {
     uint64_t snap_gen;     /* snapshot the shard below was resolved with */
     const gw_shard *shard; /* NULL: not admitted any more (closing) */
     gw_shard_ctr *ctr;
-} gw_peer; /* 72 bytes: the gateway's share of an idle session */
+    uint32_t key_hash; /* gw_msg.peer_hash */
+} gw_peer;             /* 80 bytes: the gateway's share of an idle session */
 
 /* A received message and its deliveries, in one message-pool slot. */
 typedef struct gw_dwrap {

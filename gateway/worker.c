@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "gateway_int.h"
 
@@ -332,6 +333,7 @@ static int on_message(void *user, const itr_message *m)
     msg->priority = m->priority;
     msg->topic_len = (uint16_t)m->topic_len;
     msg->body_len = (uint32_t)m->body_len;
+    msg->peer_hash = p->key_hash;
     msg->topic = (const char *)data;
     msg->body = data + m->topic_len;
 
@@ -413,6 +415,7 @@ static void on_peer_open(void *user, const itr_peer_info *info)
     memcpy(p->key, info->static_key, ITR_KEY_LEN);
     char hex[2 * ITR_KEY_LEN + 1];
     itr_hex_encode(hex, p->key, ITR_KEY_LEN);
+    p->key_hash = (uint32_t)crc32(0, (const Bytef *)hex, 2 * ITR_KEY_LEN);
     peer_resolve(w, p);
     itr_addr_format(&info->addr, addr, sizeof(addr));
     GW_LOG(GW_LOG_DEBUG, "session_open", GW_F_STR("peer", hex), GW_F_STR("addr", addr),

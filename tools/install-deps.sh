@@ -5,10 +5,10 @@
 #   tools/install-deps.sh --runtime  only the shared libraries the daemon links (Docker runtime image)
 set -eu
 
-runtime="libsodium23 libssl3 librdkafka1 libhiredis0.14 libmicrohttpd12 libcjson1 libcurl4 libjemalloc2 ca-certificates"
+runtime="libsodium23 libssl3 librdkafka1 libhiredis0.14 libmicrohttpd12 libcjson1 libcurl4 libjemalloc2 zlib1g ca-certificates"
 build="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
   libsodium-dev libssl-dev librdkafka-dev libhiredis-dev libmicrohttpd-dev libcjson-dev \
-  libcmocka-dev libcurl4-openssl-dev libjemalloc-dev"
+  libcmocka-dev libcurl4-openssl-dev libjemalloc-dev zlib1g-dev"
 # Real servers and clients the tests and benchmarks talk to.
 tools="redis-server redis-tools kcat prometheus curl python3 procps iproute2 rsyslog rsyslog-kafka gnuplot-nox"
 

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness as H  # noqa: E402
@@ -153,6 +154,12 @@ def case_exactly_once():
             parts.setdefault(hd["intentra-peer"], set()).add(part)
         if any(len(p) != 1 for p in parts.values()):
             H.fail("a peer's records are spread over several partitions")
+        # The partition of every librdkafka client with the default partitioner: crc32 of the
+        # key modulo the partition count (the sink reuses a per-session hash: same result).
+        wrong = [k for k, p in parts.items() if p != {zlib.crc32(k.encode()) % 32}]
+        if wrong:
+            H.fail("%d peers' records are not on partition crc32(key) %% 32 (first: %s on %r)"
+                   % (len(wrong), wrong[0][:16], parts[wrong[0]]))
         print("ok: %d messages from 50 peers in Kafka exactly once, in order; p50/p99 send->ack "
               "%.2f/%.2f ms" % (n, res["latency_ms"]["p50"], res["latency_ms"]["p99"]))
         if g.stop() != 0:
