@@ -257,22 +257,30 @@ def _kafka_delivery(count, sent):
     return (count["distinct"] + count["evicted"]) / sent
 
 
-def kafka_sink(bootstrap, topic, plain=False):
-    """(sinks, routes) of a gateway writing every message to `topic`, keyed by peer, with the
-    Kafka sink's defaults (acks=all, idempotence, lz4, linger 5 ms, headers on). plain: the
-    records rsyslog's omkafka writes, the payload alone (no key, no headers)."""
+# Record shapes: "default" is the Kafka sink's defaults; the others are the records rsyslog's
+# omkafka writes: "plain" the payload alone, "keyed" the payload keyed by its peer (no headers:
+# omkafka has none).
+KAFKA_SHAPES = ("default", "plain", "keyed")
+
+
+def kafka_sink(bootstrap, topic, shape="default"):
+    """(sinks, routes) of a gateway writing every message to `topic` with the Kafka sink's
+    defaults (acks=all, idempotence, lz4, linger 5 ms), records of the given shape: "default"
+    keyed by peer with the six headers, "plain" payload only (no key, no headers), "keyed"
+    keyed by peer without headers."""
+    assert shape in KAFKA_SHAPES
     sink = {"type": "kafka", "brokers": bootstrap}
-    if plain:
+    if shape != "default":
         sink["headers"] = False
     return ({"kafka": sink},
             [{"name": "all", "match": {"shard": "*", "topic": "*"},
               "sinks": [{"sink": "kafka", "destination": topic,
-                         "key": "" if plain else "{peer}"}]}])
+                         "key": "" if shape == "plain" else "{peer}"}]}])
 
 
-def kafka_gateway_run(broker, topic, peers, rate, duration, size, plain=False):
+def kafka_gateway_run(broker, topic, peers, rate, duration, size, shape="default"):
     """bench peers -> gateway -> mock broker, Reliable; counted back with kcat."""
-    sinks, routes = kafka_sink(broker.bootstrap, topic, plain)
+    sinks, routes = kafka_sink(broker.bootstrap, topic, shape)
     r = gateway_run(peers, rate, duration, size, "reliable", sinks, routes, sink_name="kafka",
                     linger=15)
     broker.wait_stable(topic)
@@ -316,10 +324,11 @@ global(workDirectory="{work}")
 module(load="imudp" threads="1" batchSize="128")
 module(load="omkafka")
 template(name="bench_raw" type="string" string="%rawmsg%")
+{key_template}
 ruleset(name="bench_kafka" queue.type="FixedArray" queue.size="{queue}"
         queue.dequeueBatchSize="1024") {{
   action(type="omkafka" broker=["{bootstrap}"] topic="{topic}" template="bench_raw"
-         partitions.auto="on"
+         partitions.auto="on"{key}
          confParam=["acks=all", "enable.idempotence=true", "compression.type=lz4",
                     "linger.ms=5"]
          resubmitOnFailure="on" closeTimeout="10000")
@@ -348,18 +357,30 @@ def _udp_port_bound(port):
         s.close()
 
 
-def kafka_rsyslog_run(broker, topic, rate_total, count, duration, size, sources, gso=1):
+# keyed: omkafka's dynaKey with the bench payload's peer index ("ib1 <peer> <seq> ...",
+# field 2) behind 56 zeros, so rsyslog hashes and copies keys of 57-64 bytes like our 64-hex
+# peer keys; partitions.auto then partitions by key with librdkafka's default partitioner.
+RSYSLOG_KEY_TEMPLATE = ('template(name="bench_key" type="string" string="' + "0" * 56
+                        + '%rawmsg:F,32:2%")')
+
+
+def kafka_rsyslog_run(broker, topic, rate_total, count, duration, size, sources, gso=1,
+                      keyed=False):
     """udp-blast -> rsyslogd (imudp -> omkafka) -> the same broker, counted with kcat. gso:
     datagrams per UDP GSO message from the generator, like the bench peers' bursts (rsyslog's
-    socket has no UDP_GRO: the kernel cuts them apart, on the generator's CPU)."""
+    socket has no UDP_GRO: the kernel cuts them apart, on the generator's CPU). keyed: records
+    keyed by peer (RSYSLOG_KEY_TEMPLATE)."""
     with bl.Harness("bench-rsyslog") as h:
         work = h.path("rsyslog-work")
         os.makedirs(work)
         port = harness.free_port()
         conf = h.path("rsyslog.conf")
         with open(conf, "w") as f:
-            f.write(RSYSLOG_CONF.format(work=work, bootstrap=broker.bootstrap, topic=topic,
-                                        port=port, queue=max(100000, count), rcvbuf="4m"))
+            f.write(RSYSLOG_CONF.format(
+                work=work, bootstrap=broker.bootstrap, topic=topic, port=port,
+                queue=max(100000, count), rcvbuf="4m",
+                key_template=RSYSLOG_KEY_TEMPLATE if keyed else "",
+                key='\n         dynaKey="on" key="bench_key"' if keyed else ""))
         chk = subprocess.run(["/usr/sbin/rsyslogd", "-N1", "-f", conf], capture_output=True,
                              text=True)
         if chk.returncode != 0:
