@@ -9,6 +9,11 @@ target_link_libraries(udp-blast PRIVATE intentra)
 
 add_executable(raw-kafka-producer ${CMAKE_CURRENT_LIST_DIR}/raw_kafka_producer.c)
 target_link_libraries(raw-kafka-producer PRIVATE PkgConfig::RDKAFKA)
+if(INTENTRA_JEMALLOC)
+  # The gateway's allocator: with glibc malloc the unpaced producer's 100,000 queued records
+  # cost it 15-40 % more CPU per message, and the ceiling should be the stronger one.
+  target_link_libraries(raw-kafka-producer PRIVATE PkgConfig::JEMALLOC)
+endif()
 
 # Builds spoofed message 1 datagrams with the core's own wire and cookie code.
 add_executable(handshake-flood ${CMAKE_CURRENT_LIST_DIR}/handshake_flood.c)

@@ -296,15 +296,16 @@ def kafka_gateway_run(broker, topic, peers, rate, duration, size, shape="default
     return r
 
 
-def kafka_raw_run(broker, topic, count, size, keys):
-    """raw-kafka-producer: the same count and size as fast as librdkafka goes."""
+def kafka_raw_run(broker, topic, count, size, keys, rate=None):
+    """raw-kafka-producer: the same count and size as fast as librdkafka goes, or paced at
+    `rate` messages/s."""
     with bl.Harness("bench-rawkafka") as h:
         w = bl.Watch()
         try:
             p = h.start("raw-kafka-producer", [
                 harness.binary("raw-kafka-producer"), "--brokers", broker.bootstrap,
                 "--topic", topic, "--count", str(count), "--size", str(size),
-                "--keys", str(keys), "--headers"])
+                "--keys", str(keys), "--headers"] + (["--rate", str(rate)] if rate else []))
             w.add("ref", p.p.pid)
             res = bl.json_line(p, 600, "raw-kafka-producer")
             rss = w.peak_rss_kib("ref")
