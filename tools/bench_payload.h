@@ -72,9 +72,8 @@ static inline size_t bench_payload_make(char *out, size_t size, uint32_t peer, u
                                         uint64_t send_ns)
 {
     static const char digits[] = "0123456789abcdef";
-    size_t head = 0;
+    size_t head = 4;
     memcpy(out, "ib1 ", 4);
-    head = 4;
     head += bench_put_u64(out + head, peer);
     out[head++] = ' ';
     head += bench_put_u64(out + head, seq);

@@ -875,7 +875,8 @@ static int dispatch(gw_sink *s, struct pend *e)
     km->d = e->d;
     km->replay = e->d == NULL;
     km->spool_id = e->spool_id;
-    if (e->d && rec->key_len == sizeof(e->d->msg->peer_hex) - 1 &&
+    if (e->d && rec->partition == RD_KAFKA_PARTITION_UA &&
+        rec->key_len == sizeof(e->d->msg->peer_hex) - 1 &&
         !memcmp(rec->key, e->d->msg->peer_hex, rec->key_len))
         km->key_hash = e->d->msg->peer_hash; /* the key is the peer: hashed once per session */
     rd_kafka_resp_err_t err = produce_record(s, rec, km, rec == &r->rec);
