@@ -29,6 +29,12 @@
 #include "bench_payload.h"
 #include "histogram.h"
 
+#ifdef INTENTRA_JEMALLOC_CONF
+#include <jemalloc/jemalloc.h>
+/* The gateway's jemalloc options (CMakeLists.txt), so the ceiling runs on the same allocator. */
+const char *malloc_conf = INTENTRA_JEMALLOC_CONF;
+#endif
+
 #define MAX_PROPS 64
 #define KEY_LEN   64
 

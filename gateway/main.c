@@ -26,9 +26,16 @@ extern const size_t gw_default_config_len;
 
 #define GW_DEFAULT_ORIGIN "embedded default (conf/gateway.json)"
 
+#ifdef INTENTRA_WITH_JEMALLOC
+/* Read by jemalloc before its first allocation (INTENTRA_JEMALLOC_CONF, CMakeLists.txt);
+ * MALLOC_CONF in the environment is read after it and wins. */
+const char *malloc_conf = INTENTRA_JEMALLOC_CONF;
+#endif
+
 /* The allocator serving this process's malloc, for --version and the start-up line: "jemalloc
- * 5.3.0" only if jemalloc counted an allocation made through plain malloc (so a build linked
- * with it, but whose malloc resolved elsewhere, says so), else "glibc". */
+ * 5.3.0 thp:always" (its huge-page mode last) only if jemalloc counted an allocation made
+ * through plain malloc (so a build linked with it, but whose malloc resolved elsewhere, says
+ * so), else "glibc". */
 static const char *allocator_name(void)
 {
 #ifdef INTENTRA_WITH_JEMALLOC
@@ -43,7 +50,12 @@ static const char *allocator_name(void)
         int rc = mallctl("thread.allocated", &after, &len, NULL, 0);
         free(p);
         if (rc == 0 && after > before) {
-            snprintf(name, sizeof(name), "jemalloc %.*s", (int)strcspn(version, "-"), version);
+            const char *thp = NULL;
+            size_t tlen = sizeof(thp);
+            if (mallctl("opt.thp", &thp, &tlen, NULL, 0) != 0 || !thp)
+                thp = "?";
+            snprintf(name, sizeof(name), "jemalloc %.*s thp:%s", (int)strcspn(version, "-"),
+                     version, thp);
             return name;
         }
         return "glibc (jemalloc linked but not serving malloc)";

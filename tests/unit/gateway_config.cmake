@@ -20,7 +20,12 @@ target_link_options(test_config_nomem PRIVATE
 # The daemon reports the allocator that really serves its malloc: jemalloc in a default build
 # (INTENTRA_JEMALLOC, bench/README.md says why), glibc's in sanitizer and fuzzer builds.
 if(INTENTRA_JEMALLOC)
-  set(_alloc "jemalloc [0-9]")
+  # ... with the huge-page mode compiled in (INTENTRA_JEMALLOC_CONF) taking effect.
+  string(REGEX MATCH "thp:[a-z]+" _thp "${INTENTRA_JEMALLOC_CONF}")
+  if(NOT _thp)
+    set(_thp "thp:default")
+  endif()
+  set(_alloc "jemalloc [0-9.]+ ${_thp}")
 else()
   set(_alloc "glibc")
 endif()
