@@ -205,17 +205,25 @@ static void ep_leave(itr_endpoint *ep)
 
 /* ---- transmit ring ---- */
 
+/* The slot `off` places after the head (off <= ring_cap): a compare, not a division per
+ * packet. */
+static inline uint32_t ring_index(const itr_endpoint *ep, uint32_t off)
+{
+    uint32_t i = ep->ring_head + off;
+    return i >= ep->ring_cap ? i - ep->ring_cap : i;
+}
+
 uint8_t *itr_ep_tx_reserve(itr_endpoint *ep)
 {
     if (ep->ring_count == ep->ring_cap)
         return NULL;
-    uint32_t idx = (ep->ring_head + ep->ring_count) % ep->ring_cap;
+    uint32_t idx = ring_index(ep, ep->ring_count);
     return ep->ring_mem + (size_t)idx * ep->set.max_packet;
 }
 
 void itr_ep_tx_commit(itr_endpoint *ep, const itr_addr *to, size_t len)
 {
-    uint32_t idx = (ep->ring_head + ep->ring_count) % ep->ring_cap;
+    uint32_t idx = ring_index(ep, ep->ring_count);
     ep->ring_addr[idx] = *to;
     ep->ring_len[idx] = (uint32_t)len;
     ep->ring_count++;
@@ -239,7 +247,7 @@ size_t itr_endpoint_tx_peek(itr_endpoint *ep, itr_datagram *out, size_t cap)
 {
     size_t n = cap < ep->ring_count ? cap : ep->ring_count;
     for (size_t i = 0; i < n; i++) {
-        uint32_t idx = (uint32_t)((ep->ring_head + i) % ep->ring_cap);
+        uint32_t idx = ring_index(ep, (uint32_t)i);
         out[i].addr = ep->ring_addr[idx];
         out[i].data = ep->ring_mem + (size_t)idx * ep->set.max_packet;
         out[i].len = ep->ring_len[idx];
@@ -251,7 +259,7 @@ void itr_endpoint_tx_consume(itr_endpoint *ep, size_t n)
 {
     if (n > ep->ring_count)
         n = ep->ring_count;
-    ep->ring_head = (uint32_t)((ep->ring_head + n) % ep->ring_cap);
+    ep->ring_head = ring_index(ep, (uint32_t)n);
     ep->ring_count -= (uint32_t)n;
 }
 
