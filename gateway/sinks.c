@@ -138,6 +138,15 @@ static void hub_push(struct hub *h, gw_delivery *d, gw_result r)
 /* The worker walks a list in a chain of cache misses (the sink thread wrote it). Each entry
  * also points DONE_AHEAD entries further along, so the walk can load them early. */
 #define DONE_AHEAD 8
+#define POLL_AHEAD 16 /* the worker's distance, in entries, when it walks a list again */
+
+/* The three lines of a message the completion callback reads first. */
+GW_PREFETCH_FN gw_prefetch_msg(const gw_msg *m)
+{
+    __builtin_prefetch(m, 1);
+    __builtin_prefetch((const char *)m + 64, 1);
+    __builtin_prefetch((const char *)m + 128, 1);
+}
 
 struct done_list {
     gw_delivery *head, *tail;        /* newest first */
@@ -1162,30 +1171,41 @@ size_t gw_sinkset_poll(gw_sinkset *set, unsigned worker)
     if (!atomic_load_explicit(&w->head, memory_order_relaxed))
         return 0;
     gw_delivery *d = atomic_exchange_explicit(&w->head, NULL, memory_order_acquire);
-    /* The stack is newest first: reverse it so the worker sees completion order. */
-    gw_delivery *fifo = NULL;
+    /* The stack is newest first: reverse it so the worker sees completion order. On the
+     * way each entry's ahead is repointed at the entry POLL_AHEAD places after it in that
+     * order (visited POLL_AHEAD steps earlier here): with a thousand completions the
+     * callbacks evict the list again before they reach its end, and chasing the links a few
+     * entries ahead stalled on every one of them. */
+    gw_delivery *fifo = NULL, *seen[POLL_AHEAD];
+    size_t k = 0;
     while (d) {
         if (d->ahead)
             gw_prefetch_delivery(d->ahead);
         gw_delivery *next = d->owner;
         d->owner = fifo;
+        d->ahead = k >= POLL_AHEAD ? seen[k % POLL_AHEAD] : NULL;
+        seen[k++ % POLL_AHEAD] = d;
         fifo = d;
         d = next;
     }
-    /* The deliveries are in cache now; their messages (and what follows them) are not. */
-    gw_delivery *ahead = fifo;
-    for (int i = 0; i < DONE_AHEAD / 2 && ahead; i++)
-        ahead = ahead->owner;
+    /* The first POLL_AHEAD entries were visited last, so are in cache: load their messages. */
+    gw_delivery *first = fifo;
+    for (int i = 0; i < POLL_AHEAD && first; i++, first = first->owner)
+        gw_prefetch_msg(first->msg);
+    /* Then entry i loads entry i + POLL_AHEAD, and the message of the one loaded half as
+     * many entries ago (by now in cache). */
+    gw_delivery *loaded[POLL_AHEAD] = {0};
     size_t n = 0;
     while (fifo) {
-        if (ahead) {
-            __builtin_prefetch(ahead->msg, 1);
-            __builtin_prefetch((const char *)ahead->msg + 64, 1);
-            __builtin_prefetch((const char *)ahead->msg + 128, 1);
-            ahead = ahead->owner;
-        }
-        gw_delivery *next = fifo->owner; /* the callback may free fifo */
+        gw_delivery *far = fifo->ahead, *next = fifo->owner; /* the callback may free fifo */
+        if (far)
+            gw_prefetch_delivery(far);
+        loaded[n % POLL_AHEAD] = far;
+        gw_delivery *mid = loaded[(n + POLL_AHEAD / 2) % POLL_AHEAD];
+        if (mid)
+            gw_prefetch_msg(mid->msg);
         fifo->owner = NULL;
+        fifo->ahead = NULL;
         if (w->cb)
             w->cb(w->arg, fifo, (gw_result)fifo->result);
         fifo = next;
