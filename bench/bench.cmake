@@ -10,9 +10,9 @@ target_link_libraries(udp-blast PRIVATE intentra)
 add_executable(raw-kafka-producer ${CMAKE_CURRENT_LIST_DIR}/raw_kafka_producer.c)
 target_link_libraries(raw-kafka-producer PRIVATE PkgConfig::RDKAFKA)
 if(INTENTRA_JEMALLOC)
-  # The gateway's allocator, with the gateway's options: with glibc malloc the unpaced
-  # producer's 100,000 queued records cost it 15-40 % more CPU per message, and without
-  # thp:always 25-40 % more; the ceiling should be the stronger one.
+  # The gateway's allocator, with the gateway's options (INTENTRA_JEMALLOC_CONF; MALLOC_CONF
+  # reaches both): with glibc malloc the unpaced producer's 100,000 queued records cost it
+  # 15-40 % more CPU per message; the ceiling should be the stronger one.
   target_link_libraries(raw-kafka-producer PRIVATE PkgConfig::JEMALLOC)
   target_compile_definitions(raw-kafka-producer PRIVATE
                              INTENTRA_JEMALLOC_CONF="${INTENTRA_JEMALLOC_CONF}")

@@ -27,8 +27,8 @@ extern const size_t gw_default_config_len;
 #define GW_DEFAULT_ORIGIN "embedded default (conf/gateway.json)"
 
 #ifdef INTENTRA_WITH_JEMALLOC
-/* Read by jemalloc before its first allocation (INTENTRA_JEMALLOC_CONF, CMakeLists.txt);
- * MALLOC_CONF in the environment is read after it and wins. */
+/* Read by jemalloc before its first allocation (INTENTRA_JEMALLOC_CONF, CMakeLists.txt; empty
+ * by default); MALLOC_CONF in the environment is read after it and wins. */
 const char *malloc_conf = INTENTRA_JEMALLOC_CONF;
 #endif
 
