@@ -708,9 +708,10 @@ int main(int argc, char **argv)
         s.reorder_pool_slots = 16;
         s.max_peers = 1;
         /* Expanded AES-GCM keys (512 B each): without them every seal and open expands its
-         * key again. Eight slots keep a session's two keys apart in most peers; beyond 4,096
-         * peers memory wins (the scale scenario's 20,480 would need 80 MiB). */
-        s.aead_cache_entries = b->npeers <= 4096 ? 8 : 0;
+         * key again. Eight slots keep a session's two keys apart. They pay only while every
+         * peer's state stays in cache between its turns: CPU per message 0.94 of without at
+         * 80 peers, but 1.7 times at 2,000 (each turn loaded 512 cold bytes). */
+        s.aead_cache_entries = b->npeers <= 256 ? 8 : 0;
         s.conn_id_modulus = b->npeers;
         s.conn_id_residue = i;
         int rc = itr_endpoint_new(&p->ep, &s, &cb, p, now);
