@@ -47,14 +47,12 @@ void *gw_mpool_alloc(gw_mpool *p, size_t size)
     if (slot) {
         p->free_list[c] = *(void **)slot;
         /* Slots come back in batches larger than the cache: load the next one now, so the
-         * next allocation does not wait for it -- all of it (up to 512 bytes): the caller
-         * fills the slot line by line right away. */
+         * next allocation does not wait for it -- its first 512 bytes (the smallest class),
+         * which the caller fills line by line right away. */
         const char *next = p->free_list[c];
-        if (next) {
-            size_t lines = gw_mpool_class_size[c] < 512 ? gw_mpool_class_size[c] / 64 : 8;
-            for (size_t l = 0; l < lines; l++)
+        if (next)
+            for (int l = 0; l < 8; l++)
                 __builtin_prefetch(next + l * 64, 1);
-        }
     } else {
         /* Carve a new slot; classes are powers of two >= 16, so alignment holds. */
         size_t sz = gw_mpool_class_size[c];
